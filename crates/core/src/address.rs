@@ -174,10 +174,11 @@ fn checked_part<'a>(part: &'a str, what: &'static str) -> Result<&'a str, Addres
 fn parse_local(local: &str) -> Result<Box<str>, AddressError> {
     let local = checked_part(local, "local part")?;
     // RFC 7622 §3.3.1: these characters are disallowed in the localpart; XEP-0106 escapes them.
-    if let Some(bad) = local
-        .chars()
-        .find(|c| matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@') || c.is_whitespace() || c.is_control())
-    {
+    if let Some(bad) = local.chars().find(|c| {
+        matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
+            || c.is_whitespace()
+            || c.is_control()
+    }) {
         return Err(AddressError::BadLocalChar(bad));
     }
     Ok(local.to_lowercase().into_boxed_str())
@@ -215,7 +216,10 @@ mod tests {
 
     #[test]
     fn domains_are_normalised() {
-        assert_eq!(Domain::parse("Example.ORG.").unwrap().as_str(), "example.org");
+        assert_eq!(
+            Domain::parse("Example.ORG.").unwrap().as_str(),
+            "example.org"
+        );
         assert_eq!(Domain::parse(""), Err(AddressError::EmptyDomain));
         assert_eq!(Domain::parse("a..b"), Err(AddressError::BadLabel));
         assert_eq!(Domain::parse("a b"), Err(AddressError::BadDomainChar(' ')));
@@ -244,8 +248,17 @@ mod tests {
 
     #[test]
     fn bad_jids_are_refused() {
-        assert_eq!(Jid::parse("@example.com"), Err(AddressError::EmptyPart("local part")));
-        assert_eq!(Jid::parse("a@example.com/"), Err(AddressError::EmptyPart("resource")));
-        assert_eq!(Jid::parse("o'malley@example.com"), Err(AddressError::BadLocalChar('\'')));
+        assert_eq!(
+            Jid::parse("@example.com"),
+            Err(AddressError::EmptyPart("local part"))
+        );
+        assert_eq!(
+            Jid::parse("a@example.com/"),
+            Err(AddressError::EmptyPart("resource"))
+        );
+        assert_eq!(
+            Jid::parse("o'malley@example.com"),
+            Err(AddressError::BadLocalChar('\''))
+        );
     }
 }

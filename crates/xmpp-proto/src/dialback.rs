@@ -32,7 +32,13 @@ impl DialbackSecret {
     }
 
     /// Whether `key` is the one we would have generated (compared in constant time).
-    pub fn verify(&self, receiving: &Domain, originating: &Domain, stream_id: &str, key: &str) -> bool {
+    pub fn verify(
+        &self,
+        receiving: &Domain,
+        originating: &Domain,
+        stream_id: &str,
+        key: &str,
+    ) -> bool {
         let expected = self.key(receiving, originating, stream_id);
         constant_time::verify_slices_are_equal(expected.as_bytes(), key.trim().as_bytes()).is_ok()
     }
@@ -46,10 +52,12 @@ impl std::fmt::Debug for DialbackSecret {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The outcome carried in the `type` attribute of `db:result` and `db:verify` answers.
@@ -94,7 +102,12 @@ pub fn result_request(from: &Domain, to: &Domain, key: &str) -> Element {
 
 /// `<db:result type/>`: the receiving server's answer, `condition` being a stanza error condition for
 /// `Verdict::Error`.
-pub fn result_answer(from: &Domain, to: &Domain, verdict: Verdict, condition: Option<&str>) -> Element {
+pub fn result_answer(
+    from: &Domain,
+    to: &Domain,
+    verdict: Verdict,
+    condition: Option<&str>,
+) -> Element {
     answer("result", from, to, None, verdict, condition)
 }
 
@@ -108,11 +121,24 @@ pub fn verify_request(from: &Domain, to: &Domain, id: &str, key: &str) -> Elemen
 }
 
 /// `<db:verify type/>`: the authoritative server's answer.
-pub fn verify_answer(from: &Domain, to: &Domain, id: &str, verdict: Verdict, condition: Option<&str>) -> Element {
+pub fn verify_answer(
+    from: &Domain,
+    to: &Domain,
+    id: &str,
+    verdict: Verdict,
+    condition: Option<&str>,
+) -> Element {
     answer("verify", from, to, Some(id), verdict, condition)
 }
 
-fn answer(name: &str, from: &Domain, to: &Domain, id: Option<&str>, verdict: Verdict, condition: Option<&str>) -> Element {
+fn answer(
+    name: &str,
+    from: &Domain,
+    to: &Domain,
+    id: Option<&str>,
+    verdict: Verdict,
+    condition: Option<&str>,
+) -> Element {
     let mut element = Element::new(ns::DIALBACK, name)
         .with_attr("from", from.as_str())
         .with_attr("to", to.as_str());
@@ -158,15 +184,31 @@ mod tests {
         assert!(secret.verify(&d("r.example"), &d("o.example"), "id1", &key));
         assert!(!secret.verify(&d("r.example"), &d("o.example"), "id2", &key));
         assert!(!secret.verify(&d("x.example"), &d("o.example"), "id1", &key));
-        assert!(!DialbackSecret::new(b"other").verify(&d("r.example"), &d("o.example"), "id1", &key));
+        assert!(!DialbackSecret::new(b"other").verify(
+            &d("r.example"),
+            &d("o.example"),
+            "id1",
+            &key
+        ));
     }
 
     #[test]
     fn answers_carry_type_and_error() {
-        let e = verify_answer(&d("a.example"), &d("b.example"), "s1", Verdict::Error, Some("item-not-found"));
+        let e = verify_answer(
+            &d("a.example"),
+            &d("b.example"),
+            "s1",
+            Verdict::Error,
+            Some("item-not-found"),
+        );
         assert_eq!(e.attr("type"), Some("error"));
         assert_eq!(e.attr("id"), Some("s1"));
-        assert!(e.child(ns::SERVER, "error").unwrap().child(ns::STANZA_ERRORS, "item-not-found").is_some());
+        assert!(
+            e.child(ns::SERVER, "error")
+                .unwrap()
+                .child(ns::STANZA_ERRORS, "item-not-found")
+                .is_some()
+        );
         assert_eq!(Verdict::from_attr(Some("valid")), Some(Verdict::Valid));
         assert_eq!(Verdict::from_attr(None), None);
     }

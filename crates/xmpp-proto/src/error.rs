@@ -57,11 +57,13 @@ impl SessionEnd {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Closed => Fault::Local,
-            Self::PeerStreamError(_) | Self::TlsRefused | Self::CertificateRejected(_) | Self::AuthenticationRefused(_) => {
-                Fault::PeerIncompatible
-            }
+            Self::PeerStreamError(_)
+            | Self::TlsRefused
+            | Self::CertificateRejected(_)
+            | Self::AuthenticationRefused(_) => Fault::PeerIncompatible,
             Self::StreamError { condition, .. } => match condition {
-                StreamErrorCondition::InternalServerError | StreamErrorCondition::SystemShutdown => Fault::Local,
+                StreamErrorCondition::InternalServerError
+                | StreamErrorCondition::SystemShutdown => Fault::Local,
                 StreamErrorCondition::ConnectionTimeout => Fault::Unreachable,
                 _ => Fault::PeerMisbehaved,
             },

@@ -19,4 +19,9 @@ pub trait DomainPolicy: Send + Sync {
     fn is_local(&self, domain: &Domain) -> bool;
     /// How `domain` may federate with us over XMPP, or `None` when it may not (denied, or routed to SIP).
     fn remote(&self, domain: &Domain) -> Option<RemotePolicy>;
+    /// Operator-configured `host:port` endpoints for `domain`, replacing DNS discovery; empty to discover.
+    fn static_endpoints(&self, domain: &Domain) -> Vec<(String, u16)> {
+        let _ = domain;
+        Vec::new()
+    }
 }

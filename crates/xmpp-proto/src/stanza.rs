@@ -57,9 +57,14 @@ impl StanzaErrorCondition {
     /// The error `type` RFC 6120 §8.3.3 gives for the condition.
     pub fn error_type(self) -> &'static str {
         match self {
-            Self::RemoteServerTimeout | Self::ResourceConstraint | Self::InternalServerError => "wait",
+            Self::RemoteServerTimeout | Self::ResourceConstraint | Self::InternalServerError => {
+                "wait"
+            }
             Self::PolicyViolation => "modify",
-            Self::RemoteServerNotFound | Self::NotAllowed | Self::ItemNotFound | Self::ServiceUnavailable => "cancel",
+            Self::RemoteServerNotFound
+            | Self::NotAllowed
+            | Self::ItemNotFound
+            | Self::ServiceUnavailable => "cancel",
         }
     }
 }
@@ -67,7 +72,12 @@ impl StanzaErrorCondition {
 /// The error reply to `stanza`, sent by `by` (our domain) back to its sender. `None` when the stanza must
 /// not be answered with an error: errors are never answered with errors (RFC 6120 §8.3.1), which is what
 /// keeps two gateways from bouncing a stanza between them forever.
-pub fn bounce(stanza: &Element, condition: StanzaErrorCondition, text: &str, by: Option<&Domain>) -> Option<Element> {
+pub fn bounce(
+    stanza: &Element,
+    condition: StanzaErrorCondition,
+    text: &str,
+    by: Option<&Domain>,
+) -> Option<Element> {
     if stanza.attr("type") == Some("error") || !is_stanza(stanza) {
         return None;
     }
@@ -133,7 +143,13 @@ mod tests {
     #[test]
     fn bounce_swaps_addresses_and_keeps_payload() {
         let gw = Domain::parse("gw.example").unwrap();
-        let reply = bounce(&message(), StanzaErrorCondition::RemoteServerTimeout, "timed out", Some(&gw)).unwrap();
+        let reply = bounce(
+            &message(),
+            StanzaErrorCondition::RemoteServerTimeout,
+            "timed out",
+            Some(&gw),
+        )
+        .unwrap();
         assert_eq!(reply.attr("from"), Some("b@remote.example"));
         assert_eq!(reply.attr("to"), Some("a@gw.example/r"));
         assert_eq!(reply.attr("id"), Some("m1"));
@@ -148,7 +164,9 @@ mod tests {
     fn errors_and_results_are_never_bounced() {
         let error = bounce(&message(), StanzaErrorCondition::ItemNotFound, "", None).unwrap();
         assert!(bounce(&error, StanzaErrorCondition::ItemNotFound, "", None).is_none());
-        let result = Element::new(ns::SERVER, "iq").with_attr("type", "result").with_attr("from", "a@b");
+        let result = Element::new(ns::SERVER, "iq")
+            .with_attr("type", "result")
+            .with_attr("from", "a@b");
         assert!(bounce(&result, StanzaErrorCondition::ItemNotFound, "", None).is_none());
     }
 

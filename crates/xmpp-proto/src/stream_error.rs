@@ -73,7 +73,8 @@ impl StreamErrorCondition {
 
 /// `<stream:error><condition/><text/></stream:error>`.
 pub fn stream_error(condition: StreamErrorCondition, text: &str) -> Element {
-    let mut error = Element::new(ns::STREAMS, "error").with_child(Element::new(ns::STREAM_ERRORS, condition.as_str()));
+    let mut error = Element::new(ns::STREAMS, "error")
+        .with_child(Element::new(ns::STREAM_ERRORS, condition.as_str()));
     if !text.is_empty() {
         let mut text_el = Element::new(ns::STREAM_ERRORS, "text").with_text(text);
         text_el.set_attr_ns(ns::XML, "lang", "en");

@@ -32,7 +32,9 @@ use crate::dialback::DialbackSecret;
 use crate::error::SessionEnd;
 use crate::policy::DomainPolicy;
 use crate::stream_error::{StreamErrorCondition, stream_error};
-use crate::xml::{Element, StreamEvent, StreamOpen, StreamParser, write_element, write_stream_close};
+use crate::xml::{
+    Element, StreamEvent, StreamOpen, StreamParser, write_element, write_stream_close,
+};
 
 /// Settings shared by all sessions.
 pub struct SessionConfig {
@@ -164,7 +166,7 @@ pub struct Session {
     /// The stream id of the current stream (ours inbound, the peer's outbound).
     stream_id: Option<String>,
     negotiation_deadline: Option<Instant>,
-    last_received: Instant,
+    last_activity: Instant,
     last_sent: Instant,
     close_deadline: Option<Instant>,
     /// Why we are closing, reported once the peer has closed too.
@@ -178,7 +180,12 @@ impl Session {
     }
 
     /// A session that delivers stanzas from `local` to `remote`. Writes our stream header right away.
-    pub fn outbound(config: Arc<SessionConfig>, local: Domain, remote: Domain, now: Instant) -> Self {
+    pub fn outbound(
+        config: Arc<SessionConfig>,
+        local: Domain,
+        remote: Domain,
+        now: Instant,
+    ) -> Self {
         Self::new_outbound(config, outbound::OutboundState::deliver(local, remote), now)
     }
 
@@ -192,7 +199,11 @@ impl Session {
         key: String,
         now: Instant,
     ) -> Self {
-        Self::new_outbound(config, outbound::OutboundState::verify(local, remote, stream_id, key), now)
+        Self::new_outbound(
+            config,
+            outbound::OutboundState::verify(local, remote, stream_id, key),
+            now,
+        )
     }
 
     /// An outbound-role session whose stream starts with direct TLS (XEP-0368): the driver has already done
@@ -206,7 +217,11 @@ impl Session {
         self
     }
 
-    fn new_outbound(config: Arc<SessionConfig>, state: outbound::OutboundState, now: Instant) -> Self {
+    fn new_outbound(
+        config: Arc<SessionConfig>,
+        state: outbound::OutboundState,
+        now: Instant,
+    ) -> Self {
         let mut session = Self::new(config, Role::Outbound(state), now);
         session.send_header();
         session
@@ -225,7 +240,7 @@ impl Session {
             tls: None,
             stream_id: None,
             negotiation_deadline,
-            last_received: now,
+            last_activity: now,
             last_sent: now,
             close_deadline: None,
             ending: None,
@@ -234,13 +249,16 @@ impl Session {
 
     /// Feeds bytes received from the peer.
     pub fn receive(&mut self, now: Instant, mut data: &[u8]) {
-        self.last_received = now;
+        self.last_activity = now;
         while !data.is_empty() {
             match self.state {
                 State::Done => return,
                 State::TlsHandshake => {
                     // The peer must wait for the TLS handshake: bytes here are a protocol violation.
-                    self.fail(StreamErrorCondition::PolicyViolation, "data after STARTTLS before the TLS handshake");
+                    self.fail(
+                        StreamErrorCondition::PolicyViolation,
+                        "data after STARTTLS before the TLS handshake",
+                    );
                     return;
                 }
                 _ => {}
@@ -274,7 +292,10 @@ impl Session {
         if self.state == State::Done {
             return;
         }
-        debug!(peer_certificates = info.peer_certificates.len(), "TLS established");
+        debug!(
+            peer_certificates = info.peer_certificates.len(),
+            "TLS established"
+        );
         self.tls = Some(info);
         // A new stream starts over TLS (RFC 6120 §5.4.3.3).
         self.restart_parser();
@@ -307,7 +328,7 @@ impl Session {
         if let Some(deadline) = self.close_deadline {
             return Some(deadline);
         }
-        let idle = self.last_received + self.config.idle_timeout;
+        let idle = self.last_activity + self.config.idle_timeout;
         let mut next = match self.negotiation_deadline {
             Some(deadline) => deadline.min(idle),
             None => idle,
@@ -330,12 +351,18 @@ impl Session {
             }
             return;
         }
-        if self.negotiation_deadline.is_some_and(|deadline| now >= deadline) {
-            self.fail(StreamErrorCondition::ConnectionTimeout, "stream negotiation took too long");
+        if self
+            .negotiation_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
+            self.fail(
+                StreamErrorCondition::ConnectionTimeout,
+                "stream negotiation took too long",
+            );
             self.ending = Some(SessionEnd::Timeout("negotiation"));
             return;
         }
-        if now >= self.last_received + self.config.idle_timeout {
+        if now >= self.last_activity + self.config.idle_timeout {
             debug!("closing idle stream");
             self.close_with(now, SessionEnd::Timeout("idle"));
             return;
@@ -347,16 +374,20 @@ impl Session {
         }
     }
 
-    /// Sends a stanza on an established outbound stream. Returns it back when the stream is not (or no
+    /// Sends a stanza on an established outbound stream. Returns false when the stream is not (or no
     /// longer) able to carry it, so that the caller can queue or bounce it.
-    pub fn send_stanza(&mut self, now: Instant, stanza: &Element) -> Result<(), ()> {
+    #[must_use]
+    pub fn send_stanza(&mut self, now: Instant, stanza: &Element) -> bool {
         if self.state != State::Established {
-            return Err(());
+            return false;
         }
         trace!(stanza = ?stanza, "sending stanza");
         write_element(&mut self.output, stanza);
         self.last_sent = now;
-        Ok(())
+        // Outbound streams carry traffic one way only: our stanzas count as activity, or a busy stream
+        // would be closed as idle.
+        self.last_activity = now;
+        true
     }
 
     /// Whether an outbound session is authenticated and can take stanzas.
@@ -367,6 +398,28 @@ impl Session {
     /// Whether the session is over.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Inbound: the local domain the peer addressed in its stream header (for certificate selection when
+    /// the peer sends no SNI). Outbound: our domain.
+    pub fn local_domain(&self) -> Option<&Domain> {
+        match &self.role {
+            Role::Inbound(state) => state.header_to(),
+            Role::Outbound(out) => Some(&out.local),
+        }
+    }
+
+    /// Outbound: the peer's domain. Inbound: the `from` of the stream header, if any.
+    pub fn remote_domain(&self) -> Option<&Domain> {
+        match &self.role {
+            Role::Inbound(state) => state.header_from(),
+            Role::Outbound(out) => Some(&out.remote),
+        }
+    }
+
+    /// Whether this is a session a peer opened to us.
+    pub fn is_inbound(&self) -> bool {
+        matches!(self.role, Role::Inbound(_))
     }
 
     /// The id of the current stream.
@@ -392,7 +445,7 @@ impl Session {
                 write_stream_close(&mut self.output);
                 self.ending = Some(end);
                 self.state = State::Closing;
-                self.close_deadline = Some(now.max(self.last_received) + self.config.close_timeout);
+                self.close_deadline = Some(now.max(self.last_activity) + self.config.close_timeout);
             }
         }
     }
@@ -406,7 +459,10 @@ impl Session {
                 }
                 if header.version.as_deref() != Some("1.0") {
                     // Pre-RFC 3920 peers cannot do STARTTLS or SASL, which we require.
-                    self.fail(StreamErrorCondition::UnsupportedVersion, "version='1.0' is required");
+                    self.fail(
+                        StreamErrorCondition::UnsupportedVersion,
+                        "version='1.0' is required",
+                    );
                     return;
                 }
                 match self.role {
@@ -422,7 +478,9 @@ impl Session {
                     write_stream_close(&mut self.output);
                     let end = match &self.role {
                         Role::Outbound(out) if !out.finished_ok(self.state) => {
-                            SessionEnd::AuthenticationRefused("peer closed the stream during negotiation".into())
+                            SessionEnd::AuthenticationRefused(
+                                "peer closed the stream during negotiation".into(),
+                            )
                         }
                         _ => SessionEnd::Closed,
                     };
@@ -440,7 +498,10 @@ impl Session {
                 if self.state == State::Closing {
                     // RFC 6120 §4.4: after our close, the peer may still flush stanzas; we can no longer act on
                     // them, so they are dropped (the peer bounces what it did not get acknowledged).
-                    debug!(element = element.name(), "element after our stream close ignored");
+                    debug!(
+                        element = element.name(),
+                        "element after our stream close ignored"
+                    );
                     return;
                 }
                 match self.role {
@@ -464,8 +525,14 @@ impl Session {
         if matches!(self.state, State::Done | State::Closing) {
             return;
         }
-        debug!(condition = condition.as_str(), text, "closing stream with an error");
-        if self.state == State::AwaitHeader && matches!(self.role, Role::Inbound(_)) && self.stream_id.is_none() {
+        debug!(
+            condition = condition.as_str(),
+            text, "closing stream with an error"
+        );
+        if self.state == State::AwaitHeader
+            && matches!(self.role, Role::Inbound(_))
+            && self.stream_id.is_none()
+        {
             // We have not sent a header yet; a stream error needs one (RFC 6120 §4.9.1.2).
             crate::xml::write_stream_open(&mut self.output, "", "", Some(&new_stream_id()));
         }
@@ -504,8 +571,13 @@ impl Session {
 
     fn judge_peer(&self, domain: &Domain) -> CertificateVerdict {
         match &self.tls {
-            Some(info) => self.config.trust.judge(&info.peer_certificates, domain, info.now),
-            None => CertificateVerdict::Invalid(crate::certificate::CertificateProblem::NoCertificate),
+            Some(info) => self
+                .config
+                .trust
+                .judge(&info.peer_certificates, domain, info.now),
+            None => {
+                CertificateVerdict::Invalid(crate::certificate::CertificateProblem::NoCertificate)
+            }
         }
     }
 
@@ -543,5 +615,8 @@ fn parse_domain(text: Option<&str>) -> Option<Domain> {
 }
 
 fn header_domains(header: &StreamOpen) -> (Option<Domain>, Option<Domain>) {
-    (parse_domain(header.from.as_deref()), parse_domain(header.to.as_deref()))
+    (
+        parse_domain(header.from.as_deref()),
+        parse_domain(header.to.as_deref()),
+    )
 }

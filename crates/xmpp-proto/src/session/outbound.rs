@@ -74,7 +74,9 @@ impl Session {
 
     pub(super) fn outbound_element(&mut self, element: Element, now: Instant) {
         match self.state {
-            State::AwaitFeatures if element.is(ns::STREAMS, "features") => self.outbound_features(&element),
+            State::AwaitFeatures if element.is(ns::STREAMS, "features") => {
+                self.outbound_features(&element)
+            }
             State::AwaitProceed if element.is(ns::TLS, "proceed") => {
                 self.state = State::TlsHandshake;
                 self.events.push_back(Event::StartTls);
@@ -90,11 +92,17 @@ impl Session {
                 self.send_header();
             }
             State::AwaitSaslResult if element.is(ns::SASL, "failure") => {
-                let reason = element.children().next().map_or("failure", Element::name).to_owned();
+                let reason = element
+                    .children()
+                    .next()
+                    .map_or("failure", Element::name)
+                    .to_owned();
                 info!(reason, "peer refused SASL EXTERNAL");
                 self.try_dialback(&format!("SASL EXTERNAL refused ({reason})"));
             }
-            State::AwaitDialbackResult if element.is(ns::DIALBACK, "result") => self.outbound_dialback_result(&element),
+            State::AwaitDialbackResult if element.is(ns::DIALBACK, "result") => {
+                self.outbound_dialback_result(&element)
+            }
             State::AwaitVerifyResult if element.is(ns::DIALBACK, "verify") => {
                 let valid = Verdict::from_attr(element.attr("type")) == Some(Verdict::Valid);
                 self.events.push_back(Event::DialbackVerdict(valid));
@@ -103,11 +111,18 @@ impl Session {
             }
             State::Established => {
                 // No bidi (XEP-0288) is negotiated, so nothing should arrive here.
-                debug!(element = element.name(), "ignoring element on an outbound stream");
+                debug!(
+                    element = element.name(),
+                    "ignoring element on an outbound stream"
+                );
             }
             _ => self.fail(
                 StreamErrorCondition::UnsupportedStanzaType,
-                &format!("unexpected element {{{}}}{} during negotiation", element.ns(), element.name()),
+                &format!(
+                    "unexpected element {{{}}}{} during negotiation",
+                    element.ns(),
+                    element.name()
+                ),
             ),
         }
     }
@@ -138,9 +153,10 @@ impl Session {
             self.state = State::AwaitVerifyResult;
             return;
         }
-        let offers_external = features
-            .child(ns::SASL, "mechanisms")
-            .is_some_and(|m| m.children().any(|c| c.is(ns::SASL, "mechanism") && c.text().trim() == "EXTERNAL"));
+        let offers_external = features.child(ns::SASL, "mechanisms").is_some_and(|m| {
+            m.children()
+                .any(|c| c.is(ns::SASL, "mechanism") && c.text().trim() == "EXTERNAL")
+        });
         let presented = self.tls.as_ref().is_some_and(|t| t.presented_certificate);
         if offers_external && presented {
             let local = self.outbound_state().local.clone();
@@ -182,16 +198,23 @@ impl Session {
     fn outbound_dialback_result(&mut self, answer: &Element) {
         match Verdict::from_attr(answer.attr("type")) {
             Some(Verdict::Valid) => self.established(AuthMethod::Dialback),
-            Some(Verdict::Invalid) => self.abandon(SessionEnd::AuthenticationRefused("dialback key rejected".into())),
+            Some(Verdict::Invalid) => self.abandon(SessionEnd::AuthenticationRefused(
+                "dialback key rejected".into(),
+            )),
             Some(Verdict::Error) => {
                 let condition = answer
                     .child(ns::SERVER, "error")
                     .and_then(|e| e.children().next())
                     .map_or("unknown", Element::name)
                     .to_owned();
-                self.abandon(SessionEnd::AuthenticationRefused(format!("dialback error: {condition}")));
+                self.abandon(SessionEnd::AuthenticationRefused(format!(
+                    "dialback error: {condition}"
+                )));
             }
-            None => self.fail(StreamErrorCondition::UnsupportedStanzaType, "db:result request on an outbound stream"),
+            None => self.fail(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "db:result request on an outbound stream",
+            ),
         }
     }
 
@@ -201,13 +224,19 @@ impl Session {
         info!(local = %local, remote = %remote, ?method, "outbound stream authenticated");
         self.state = State::Established;
         self.negotiation_done();
-        self.events.push_back(Event::Authenticated { local, remote, method });
+        self.events.push_back(Event::Authenticated {
+            local,
+            remote,
+            method,
+        });
     }
 
     /// After TLS on an outbound stream: judge the server's certificate, then start the new stream.
     pub(super) fn outbound_after_tls(&mut self) {
         let remote = self.outbound_state().remote.clone();
-        let require_valid = self.remote_policy().is_none_or(|p| p.require_valid_certificate);
+        let require_valid = self
+            .remote_policy()
+            .is_none_or(|p| p.require_valid_certificate);
         match self.judge_peer(&remote) {
             CertificateVerdict::Valid => {}
             CertificateVerdict::Invalid(problem) if require_valid => {

@@ -115,7 +115,10 @@ impl Element {
 
     /// Removes an unqualified attribute, returning its value.
     pub fn remove_attr(&mut self, name: &str) -> Option<String> {
-        let index = self.attrs.iter().position(|a| a.ns.is_empty() && a.name == name)?;
+        let index = self
+            .attrs
+            .iter()
+            .position(|a| a.ns.is_empty() && a.name == name)?;
         Some(self.attrs.remove(index).value)
     }
 

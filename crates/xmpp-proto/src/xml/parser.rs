@@ -176,7 +176,7 @@ impl StreamParser {
                     if self.current_size > self.limit {
                         return Err(XmlError::TooLarge { limit: self.limit });
                     }
-                    parent.push_node(Node::Text(text.into()));
+                    parent.push_node(Node::Text(text));
                     Ok(())
                 }
                 // Whitespace between stanzas is a keepalive (RFC 6120 §4.6.1).
@@ -228,8 +228,12 @@ mod tests {
              <db:result from='prosody.example' to='gw.example'>abc</db:result></stream:stream>"
         );
         let events = parse_all(&mut parser, input.as_bytes()).unwrap();
-        let [StreamEvent::Open(open), StreamEvent::Element(message), StreamEvent::Element(result), StreamEvent::Close] =
-            events.as_slice()
+        let [
+            StreamEvent::Open(open),
+            StreamEvent::Element(message),
+            StreamEvent::Element(result),
+            StreamEvent::Close,
+        ] = events.as_slice()
         else {
             panic!("unexpected events {events:?}");
         };
@@ -238,14 +242,19 @@ mod tests {
         assert_eq!(open.lang.as_deref(), Some("en"));
         assert_eq!(open.id.as_deref(), Some(""));
         assert!(message.is(ns::SERVER, "message"));
-        assert_eq!(message.child(ns::SERVER, "body").unwrap().text(), "h&i \u{263A}");
+        assert_eq!(
+            message.child(ns::SERVER, "body").unwrap().text(),
+            "h&i \u{263A}"
+        );
         assert!(result.is(ns::DIALBACK, "result"));
         assert_eq!(result.text(), "abc");
     }
 
     #[test]
     fn any_split_point_gives_the_same_events() {
-        let input = format!("{HEADER}<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>  <presence/>");
+        let input = format!(
+            "{HEADER}<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>  <presence/>"
+        );
         let whole = parse_all(&mut StreamParser::new(10_000), input.as_bytes()).unwrap();
         for split in 1..input.len() {
             let mut parser = StreamParser::new(10_000);
@@ -258,17 +267,27 @@ mod tests {
     #[test]
     fn stops_after_each_event_leaving_the_rest() {
         let mut parser = StreamParser::new(10_000);
-        let input = format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\x16\x03\x01");
+        let input =
+            format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\x16\x03\x01");
         let mut data = input.as_bytes();
-        assert!(matches!(parser.next_event(&mut data).unwrap(), Some(StreamEvent::Open(_))));
-        assert!(matches!(parser.next_event(&mut data).unwrap(), Some(StreamEvent::Element(_))));
+        assert!(matches!(
+            parser.next_event(&mut data).unwrap(),
+            Some(StreamEvent::Open(_))
+        ));
+        assert!(matches!(
+            parser.next_event(&mut data).unwrap(),
+            Some(StreamEvent::Element(_))
+        ));
         assert_eq!(data, b"\x16\x03\x01");
     }
 
     #[test]
     fn oversized_stanza_is_refused() {
         let mut parser = StreamParser::new(100);
-        let input = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(200));
+        let input = format!(
+            "{HEADER}<message><body>{}</body></message>",
+            "x".repeat(200)
+        );
         assert_eq!(
             parse_all(&mut parser, input.as_bytes()),
             Err(XmlError::TooLarge { limit: 100 })
@@ -296,7 +315,10 @@ mod tests {
             Err(XmlError::Restricted(_))
         ));
         let deep = format!("{HEADER}{}", "<a>".repeat(100));
-        assert_eq!(parse_all(&mut StreamParser::new(10_000), deep.as_bytes()), Err(XmlError::TooDeep));
+        assert_eq!(
+            parse_all(&mut StreamParser::new(10_000), deep.as_bytes()),
+            Err(XmlError::TooDeep)
+        );
         let bad = format!("{HEADER}<a></b>");
         assert!(matches!(
             parse_all(&mut StreamParser::new(1000), bad.as_bytes()),

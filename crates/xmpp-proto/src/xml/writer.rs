@@ -142,7 +142,10 @@ mod tests {
         write_element(&mut out, element);
         let mut parser = StreamParser::new(100_000);
         let mut data = out.as_slice();
-        assert!(matches!(parser.next_event(&mut data).unwrap(), Some(StreamEvent::Open(_))));
+        assert!(matches!(
+            parser.next_event(&mut data).unwrap(),
+            Some(StreamEvent::Open(_))
+        ));
         match parser.next_event(&mut data).unwrap() {
             Some(StreamEvent::Element(e)) => e,
             other => panic!("{other:?}"),
@@ -168,14 +171,21 @@ mod tests {
         let mut out = Vec::new();
         write_element(&mut out, &message);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("<message to='o&apos;malley@x'><body>"), "{text}");
-        assert!(text.contains("<request xmlns='urn:xmpp:receipts'/>"), "{text}");
+        assert!(
+            text.starts_with("<message to='o&apos;malley@x'><body>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<request xmlns='urn:xmpp:receipts'/>"),
+            "{text}"
+        );
         assert_eq!(round_trip(&message), message);
     }
 
     #[test]
     fn namespaced_attributes_survive() {
-        let mut message = Element::new(ns::SERVER, "message").with_child(Element::new(ns::SERVER, "body"));
+        let mut message =
+            Element::new(ns::SERVER, "message").with_child(Element::new(ns::SERVER, "body"));
         message.set_attr_ns(ns::XML, "lang", "de");
         message.set_attr_ns("urn:example:x", "y", "z");
         assert_eq!(round_trip(&message), message);

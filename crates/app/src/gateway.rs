@@ -1,0 +1,135 @@
+//! Starting and stopping the whole gateway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sixgate_route::{LocalDelivery, Route, SharedRouteTable};
+use sixgate_xmpp::discovery::{Discovery, DnsConfig};
+use sixgate_xmpp::tls::TlsContext;
+use sixgate_xmpp::{S2sConfig, S2sService};
+use sixgate_xmpp_proto::dialback::DialbackSecret;
+use sixgate_xmpp_proto::session::SessionConfig;
+use sixgate_xmpp_proto::stanza;
+use sixgate_xmpp_proto::xml::Element;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::{certificates, echo, routing};
+
+/// Stanzas waiting for local delivery; beyond this, s2s reads pause (back-pressure instead of memory).
+const DELIVERY_QUEUE: usize = 1024;
+/// How long shutdown waits for streams to close cleanly.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long we wait for a peer's `</stream:stream>` after ours (Prosody's `s2s_close_timeout` is 5 s).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound s2s connections served at once.
+const MAX_INBOUND_CONNECTIONS: usize = 1000;
+
+/// A running gateway.
+pub struct Gateway {
+    s2s: Arc<S2sService>,
+    delivery: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Loads certificates, binds the listeners and starts serving. Returns once the listeners accept.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let local_domains = config.local_domain_names();
+        let local_certificates = certificates::local_certificates(&config.tls, &local_domains)?;
+        let trust = certificates::trust_store(&config.tls)?;
+        if trust.is_empty() {
+            warn!(
+                "no CA is trusted: peers can only authenticate with dialback, for domains marked insecure"
+            );
+        }
+        let routes = SharedRouteTable::new(routing::route_table(&config)?);
+        let secret = match &config.xmpp.dialback_secret {
+            Some(secret) => DialbackSecret::new(secret.as_bytes()),
+            None => DialbackSecret::new(&random_secret()?),
+        };
+        let session = Arc::new(SessionConfig {
+            stanza_size_limit: config.xmpp.stanza_size_limit,
+            negotiation_timeout: config.xmpp.negotiation_timeout,
+            idle_timeout: config.xmpp.idle_timeout,
+            keepalive_interval: config.xmpp.keepalive_interval,
+            close_timeout: CLOSE_TIMEOUT,
+            dialback_secret: secret,
+            trust: Arc::new(trust.clone()),
+            policy: Arc::new(routing::RoutePolicy(routes.clone())),
+        });
+        let tls =
+            TlsContext::new(local_certificates, trust).context("building the TLS configuration")?;
+        let discovery = Discovery::new(&DnsConfig {
+            nameservers: config.dns.nameservers.clone(),
+            timeout: config.dns.timeout,
+        })
+        .context("setting up the DNS resolver")?;
+        let (deliver_tx, deliver_rx) = mpsc::channel(DELIVERY_QUEUE);
+        let s2s = S2sService::start(
+            S2sConfig {
+                listen: config.xmpp.listen.clone(),
+                connect_timeout: config.xmpp.connect_timeout,
+                outbound_queue_limit: config.xmpp.outbound_queue_limit,
+                max_inbound_connections: MAX_INBOUND_CONNECTIONS,
+                session,
+            },
+            tls,
+            discovery,
+            deliver_tx,
+        )
+        .await?;
+        let s2s = Arc::new(s2s);
+        let domains: Vec<&str> = local_domains.iter().map(|d| d.as_str()).collect();
+        info!(listen = ?s2s.local_addrs(), domains = ?domains, "gateway started");
+        let delivery = tokio::spawn(deliver_locally(deliver_rx, routes, s2s.clone()));
+        Ok(Self { s2s, delivery })
+    }
+
+    /// The addresses the s2s listeners are bound to (useful when configured with port 0).
+    pub fn s2s_addrs(&self) -> &[std::net::SocketAddr] {
+        self.s2s.local_addrs()
+    }
+
+    /// Closes every stream cleanly and stops.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.s2s.shutdown(SHUTDOWN_GRACE).await;
+        self.delivery.abort();
+        let _ = self.delivery.await;
+    }
+}
+
+/// Hands stanzas for our domains to their delivery target, and the targets' answers back to s2s.
+async fn deliver_locally(
+    mut inbound: mpsc::Receiver<Element>,
+    routes: SharedRouteTable,
+    s2s: Arc<S2sService>,
+) {
+    while let Some(stanza) = inbound.recv().await {
+        let Some((_, to)) = stanza::addresses(&stanza) else {
+            debug!("stanza without addresses dropped");
+            continue;
+        };
+        match routes.route(to.domain()) {
+            Route::Local(LocalDelivery::Echo) => {
+                if let Some(reply) = echo::answer(&stanza) {
+                    s2s.send(reply).await;
+                }
+            }
+            // The route table changed since the stanza was accepted.
+            Route::Xmpp(_) | Route::Deny => {
+                debug!(to = %to, "stanza for a domain that is no longer ours dropped")
+            }
+        }
+    }
+}
+
+fn random_secret() -> anyhow::Result<[u8; 32]> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(secret)
+}

@@ -1,0 +1,552 @@
+#![allow(clippy::unwrap_used)]
+
+use std::io;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use sixgate_core::Domain;
+use sixgate_xmpp_proto::certificate::{CertificateProblem, CertificateVerdict, TrustStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+use super::{ALPN_XMPP_SERVER, CertificateLoadError, LocalCertificates, TlsContext};
+
+use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+
+struct Pki {
+    issuer: Issuer<'static, KeyPair>,
+    certificate: CertificateDer<'static>,
+    certificate_pem: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        Self {
+            issuer: Issuer::new(params, key),
+            certificate: certificate.der().clone(),
+            certificate_pem: certificate.pem(),
+        }
+    }
+
+    fn trust(&self) -> TrustStore {
+        TrustStore::from_der_certs([self.certificate.clone()]).unwrap()
+    }
+
+    /// A leaf for `domain` and its key.
+    fn leaf(
+        &self,
+        domain: &str,
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> (rcgen::Certificate, KeyPair) {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::DnsName(domain.try_into().unwrap())];
+        params.extended_key_usages = usages.to_vec();
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate, key)
+    }
+
+    fn certified(&self, domain: &str, usages: &[ExtendedKeyUsagePurpose]) -> Arc<CertifiedKey> {
+        let (certificate, key) = self.leaf(domain, usages);
+        LocalCertificates::from_der(vec![certificate.der().clone()], pkcs8(&key)).unwrap()
+    }
+}
+
+fn pkcs8(key: &KeyPair) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::Pkcs8(key.serialize_der().into())
+}
+
+fn domain(text: &str) -> Domain {
+    Domain::parse(text).unwrap()
+}
+
+fn context(pki: &Pki, certificates: &[(&str, Arc<CertifiedKey>)]) -> TlsContext {
+    let mut local = LocalCertificates::new();
+    for (name, certified) in certificates {
+        local.insert(domain(name), Arc::clone(certified));
+    }
+    TlsContext::new(local, pki.trust()).unwrap()
+}
+
+struct Outcome {
+    server: io::Result<server::TlsStream<DuplexStream>>,
+    client: io::Result<client::TlsStream<DuplexStream>>,
+}
+
+impl Outcome {
+    fn server(&self) -> &rustls::ServerConnection {
+        self.server.as_ref().unwrap().get_ref().1
+    }
+
+    fn client(&self) -> &rustls::ClientConnection {
+        self.client.as_ref().unwrap().get_ref().1
+    }
+
+    /// The end-entity certificate the server presented, as the client saw it.
+    fn server_certificate(&self) -> CertificateDer<'static> {
+        self.client().peer_certificates().unwrap()[0]
+            .clone()
+            .into_owned()
+    }
+}
+
+/// Runs both handshakes over an in-memory pipe, then one byte each way so that TLS 1.3 failures that only
+/// surface after the client's handshake (client certificate refused) are seen by both sides.
+async fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, name: &str) -> Outcome {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let accept = async {
+        let mut stream = TlsAcceptor::from(server).accept(server_io).await?;
+        stream.write_all(b"s").await?;
+        stream.flush().await?;
+        Ok(stream)
+    };
+    let connect = async {
+        let mut stream = TlsConnector::from(client).connect(name, client_io).await?;
+        stream.read_exact(&mut [0]).await?;
+        Ok(stream)
+    };
+    let (server, client) = tokio::join!(accept, connect);
+    Outcome { server, client }
+}
+
+#[tokio::test]
+async fn server_certificate_is_chosen_by_sni() {
+    let pki = Pki::new("gateway");
+    let a = pki.certified("a.example", &[ServerAuth]);
+    let b = pki.certified("b.example", &[ServerAuth]);
+    let gateway = context(&pki, &[("a.example", a.clone()), ("b.example", b.clone())]);
+    let peer = context(&pki, &[]);
+
+    // SNI wins over the stream header's domain.
+    let outcome = handshake(
+        gateway.server_config(Some(&domain("a.example"))),
+        peer.client_config(&domain("peer.example"), false),
+        "b.example",
+    )
+    .await;
+    assert_eq!(outcome.server().server_name(), Some("b.example"));
+    assert_eq!(outcome.server_certificate(), b.cert[0]);
+    let chain = outcome.client().peer_certificates().unwrap();
+    assert!(
+        peer.trust()
+            .judge(chain, &domain("b.example"), UnixTime::now())
+            .is_valid()
+    );
+
+    // An SNI that is not ours falls back to the stream header's domain.
+    let outcome = handshake(
+        gateway.server_config(Some(&domain("b.example"))),
+        peer.client_config(&domain("peer.example"), false),
+        "elsewhere.example",
+    )
+    .await;
+    assert_eq!(outcome.server_certificate(), b.cert[0]);
+}
+
+#[tokio::test]
+async fn without_sni_the_stream_header_domain_chooses() {
+    let pki = Pki::new("gateway");
+    let a = pki.certified("a.example", &[ServerAuth]);
+    let b = pki.certified("b.example", &[ServerAuth]);
+    let gateway = context(&pki, &[("a.example", a.clone()), ("b.example", b.clone())]);
+    let peer = context(&pki, &[]);
+    // Prosody 0.12 sends no SNI on s2s.
+    let mut no_sni = (*peer.client_config(&domain("peer.example"), false)).clone();
+    no_sni.enable_sni = false;
+    let no_sni = Arc::new(no_sni);
+
+    let cases = [
+        (Some("b.example"), &b),
+        (Some("a.example"), &a),
+        (Some("unknown.example"), &a),
+        (None, &a),
+    ];
+    for (fallback, expected) in cases {
+        let fallback = fallback.map(domain);
+        let outcome = handshake(
+            gateway.server_config(fallback.as_ref()),
+            Arc::clone(&no_sni),
+            "b.example",
+        )
+        .await;
+        assert_eq!(outcome.server().server_name(), None);
+        assert_eq!(
+            outcome.server_certificate(),
+            expected.cert[0],
+            "{fallback:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_certificate_is_recorded_and_judged_afterwards() {
+    let pki = Pki::new("shared");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer_certificate = pki.certified("peer.example", &[ServerAuth, ClientAuth]);
+    let peer = context(&pki, &[("peer.example", peer_certificate.clone())]);
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        peer.client_config(&domain("peer.example"), false),
+        "gw.example",
+    )
+    .await;
+    let chain = outcome.server().peer_certificates().unwrap();
+    assert_eq!(chain, peer_certificate.cert);
+    let now = UnixTime::now();
+    let trust = gateway.trust();
+    assert_eq!(
+        trust.judge(chain, &domain("peer.example"), now),
+        CertificateVerdict::Valid
+    );
+    assert!(matches!(
+        trust.judge(chain, &domain("other.example"), now),
+        CertificateVerdict::Invalid(CertificateProblem::NameMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn server_auth_only_client_certificate_is_accepted() {
+    let pki = Pki::new("letsencrypt-like");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer = context(
+        &pki,
+        &[("peer.example", pki.certified("peer.example", &[ServerAuth]))],
+    );
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        peer.client_config(&domain("peer.example"), false),
+        "gw.example",
+    )
+    .await;
+    let chain = outcome.server().peer_certificates().unwrap();
+    assert!(
+        gateway
+            .trust()
+            .judge(chain, &domain("peer.example"), UnixTime::now())
+            .is_valid()
+    );
+}
+
+#[tokio::test]
+async fn untrusted_client_certificate_is_recorded_not_refused() {
+    let ours = Pki::new("ours");
+    let theirs = Pki::new("theirs");
+    let gateway = context(
+        &ours,
+        &[("gw.example", ours.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer = context(
+        &theirs,
+        &[(
+            "peer.example",
+            theirs.certified("peer.example", &[ClientAuth]),
+        )],
+    );
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        peer.client_config(&domain("peer.example"), false),
+        "gw.example",
+    )
+    .await;
+    // Each side recorded a chain it does not trust; both may still go on to dialback.
+    let verdict = gateway.trust().judge(
+        outcome.server().peer_certificates().unwrap(),
+        &domain("peer.example"),
+        UnixTime::now(),
+    );
+    assert!(matches!(
+        verdict,
+        CertificateVerdict::Invalid(CertificateProblem::UntrustedChain(_))
+    ));
+    let verdict = peer.trust().judge(
+        outcome.client().peer_certificates().unwrap(),
+        &domain("gw.example"),
+        UnixTime::now(),
+    );
+    assert!(!verdict.is_valid());
+}
+
+#[tokio::test]
+async fn handshake_without_client_certificate_succeeds() {
+    let pki = Pki::new("gateway");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer = context(&pki, &[]);
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        peer.client_config(&domain("peer.example"), false),
+        "gw.example",
+    )
+    .await;
+    assert_eq!(outcome.server().peer_certificates(), None);
+    assert_eq!(
+        gateway
+            .trust()
+            .judge(&[], &domain("peer.example"), UnixTime::now()),
+        CertificateVerdict::Invalid(CertificateProblem::NoCertificate)
+    );
+}
+
+#[tokio::test]
+async fn client_certificate_without_its_key_is_refused() {
+    let pki = Pki::new("shared");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    // Someone else's (public) certificate, with the impostor's own key.
+    let stolen = pki.certified("victim.example", &[ServerAuth]).cert.clone();
+    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
+    let impostor = context(
+        &pki,
+        &[(
+            "victim.example",
+            Arc::new(CertifiedKey::new(stolen, impostor_key)),
+        )],
+    );
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        impostor.client_config(&domain("victim.example"), false),
+        "gw.example",
+    )
+    .await;
+    let error = outcome.server.unwrap_err();
+    assert!(error.to_string().contains("BadSignature"), "{error}");
+}
+
+#[tokio::test]
+async fn server_certificate_without_its_key_is_refused() {
+    let pki = Pki::new("shared");
+    let stolen = pki.certified("victim.example", &[ServerAuth]).cert.clone();
+    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
+    let impostor = context(
+        &pki,
+        &[(
+            "victim.example",
+            Arc::new(CertifiedKey::new(stolen, impostor_key)),
+        )],
+    );
+    let gateway = context(&pki, &[]);
+
+    let outcome = handshake(
+        impostor.server_config(None),
+        gateway.client_config(&domain("gw.example"), false),
+        "victim.example",
+    )
+    .await;
+    let error = outcome.client.unwrap_err();
+    assert!(error.to_string().contains("BadSignature"), "{error}");
+}
+
+#[tokio::test]
+async fn alpn_is_offered_for_direct_tls_only() {
+    let pki = Pki::new("gateway");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer = context(&pki, &[]);
+    for (direct_tls, expected) in [(true, Some(ALPN_XMPP_SERVER)), (false, None)] {
+        let outcome = handshake(
+            gateway.server_config(None),
+            peer.client_config(&domain("peer.example"), direct_tls),
+            "gw.example",
+        )
+        .await;
+        assert_eq!(outcome.server().alpn_protocol(), expected);
+        assert_eq!(outcome.client().alpn_protocol(), expected);
+    }
+}
+
+#[test]
+fn configurations_are_cached_per_known_domain() {
+    let pki = Pki::new("gateway");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let ours = domain("gw.example");
+    let unknown = domain("unknown.example");
+
+    assert!(Arc::ptr_eq(
+        &gateway.server_config(Some(&ours)),
+        &gateway.server_config(Some(&ours))
+    ));
+    assert!(Arc::ptr_eq(
+        &gateway.server_config(Some(&unknown)),
+        &gateway.server_config(None)
+    ));
+    assert!(!Arc::ptr_eq(
+        &gateway.server_config(Some(&ours)),
+        &gateway.server_config(None)
+    ));
+
+    assert!(Arc::ptr_eq(
+        &gateway.client_config(&ours, true),
+        &gateway.client_config(&ours, true)
+    ));
+    assert!(!Arc::ptr_eq(
+        &gateway.client_config(&ours, true),
+        &gateway.client_config(&ours, false)
+    ));
+    assert!(Arc::ptr_eq(
+        &gateway.client_config(&unknown, false),
+        &gateway.client_config(&domain("other.example"), false)
+    ));
+    assert!(
+        gateway
+            .client_config(&ours, false)
+            .client_auth_cert_resolver
+            .has_certs()
+    );
+    assert!(
+        !gateway
+            .client_config(&unknown, false)
+            .client_auth_cert_resolver
+            .has_certs()
+    );
+}
+
+#[test]
+fn from_der_refuses_a_key_of_another_certificate() {
+    let pki = Pki::new("gateway");
+    let (certificate, _) = pki.leaf("gw.example", &[ServerAuth]);
+    let other_key = KeyPair::generate().unwrap();
+    let error = LocalCertificates::from_der(vec![certificate.der().clone()], pkcs8(&other_key))
+        .unwrap_err();
+    assert!(
+        matches!(error, CertificateLoadError::KeyMismatch),
+        "{error}"
+    );
+    let error = LocalCertificates::from_der(vec![], pkcs8(&other_key)).unwrap_err();
+    assert!(matches!(error, CertificateLoadError::EmptyChain), "{error}");
+}
+
+#[test]
+fn load_pem_reads_chain_and_key_for_each_domain() {
+    let pki = Pki::new("gateway");
+    let (certificate, key) = pki.leaf("gw.example", &[ServerAuth]);
+    let directory = std::env::temp_dir().join(format!("sixgate-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let cert_path = directory.join("cert.pem");
+    let key_path = directory.join("key.pem");
+    let empty_path = directory.join("empty.pem");
+    std::fs::write(&cert_path, certificate.pem() + &pki.certificate_pem).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&empty_path, "").unwrap();
+
+    let domains = [domain("gw.example"), domain("muc.gw.example")];
+    let local = LocalCertificates::load_pem(&cert_path, &key_path, &domains).unwrap();
+    assert_eq!(local.domains().cloned().collect::<Vec<_>>(), domains);
+    let certified = local.get(&domains[0]).unwrap();
+    assert_eq!(
+        certified.cert,
+        [certificate.der().clone(), pki.certificate.clone()]
+    );
+    assert!(Arc::ptr_eq(certified, local.get(&domains[1]).unwrap()));
+
+    let error = LocalCertificates::load_pem(&empty_path, &key_path, &domains).unwrap_err();
+    assert!(
+        matches!(error, CertificateLoadError::NoCertificate { .. }),
+        "{error}"
+    );
+    let error = LocalCertificates::load_pem(directory.join("missing.pem"), &key_path, &domains)
+        .unwrap_err();
+    assert!(
+        matches!(error, CertificateLoadError::CertificateFile { .. }),
+        "{error}"
+    );
+    let error = LocalCertificates::load_pem(&cert_path, &empty_path, &domains).unwrap_err();
+    assert!(
+        matches!(error, CertificateLoadError::KeyFile { .. }),
+        "{error}"
+    );
+
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+/// A peer limited to TLS 1.2, where the handshake signatures go through the other verification function.
+fn tls12_client(certified: Option<Arc<CertifiedKey>>) -> Arc<ClientConfig> {
+    let provider = Arc::new(super::provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(super::verifier::RecordServerCertificate::new(
+            algorithms,
+        )));
+    Arc::new(match certified {
+        Some(certified) => builder
+            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified))),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+#[tokio::test]
+async fn tls12_peers_are_served_and_their_signatures_checked() {
+    let pki = Pki::new("shared");
+    let gateway = context(
+        &pki,
+        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
+    );
+    let peer_certificate = pki.certified("peer.example", &[ServerAuth]);
+
+    let outcome = handshake(
+        gateway.server_config(None),
+        tls12_client(Some(peer_certificate.clone())),
+        "gw.example",
+    )
+    .await;
+    assert_eq!(
+        outcome.server().protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let chain = outcome.server().peer_certificates().unwrap();
+    assert!(
+        gateway
+            .trust()
+            .judge(chain, &domain("peer.example"), UnixTime::now())
+            .is_valid()
+    );
+
+    let stolen = peer_certificate.cert.clone();
+    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
+    let outcome = handshake(
+        gateway.server_config(None),
+        tls12_client(Some(Arc::new(CertifiedKey::new(stolen, impostor_key)))),
+        "gw.example",
+    )
+    .await;
+    let error = outcome.server.unwrap_err();
+    assert!(error.to_string().contains("BadSignature"), "{error}");
+}
