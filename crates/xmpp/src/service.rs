@@ -230,7 +230,9 @@ impl Handler for InboundHandler {
                 remote,
                 method,
             } => {
-                tracing::Span::current().record("remote", remote.as_str());
+                let span = tracing::Span::current();
+                span.record("remote", remote.as_str());
+                span.record("stream", session.stream_id().unwrap_or_default());
                 info!(%local, %remote, ?method, stream = session.stream_id(), "inbound pair authenticated");
             }
             Event::StartTls | Event::DialbackVerdict(_) | Event::Closed(_) => {}
@@ -246,14 +248,8 @@ async fn serve_inbound(guard: TaskGuard, tcp: TcpStream) {
         control,
     };
     let session = Session::inbound(inner.config.session.clone(), std::time::Instant::now());
-    let connection = Connection {
-        session,
-        transport: Transport::Plain(tcp),
-        tls: &inner.tls,
-        side: TlsSide::Server,
-        handshake_timeout: inner.config.connect_timeout,
-    };
-    let end = connection
+    let end = inner
+        .connection(session, Transport::Plain(tcp), TlsSide::Server)
         .run(
             &mut handler,
             None,
@@ -351,6 +347,16 @@ impl Inner {
             if self.deliver.send(reply).await.is_err() {
                 warn!("local delivery has stopped; bounce dropped");
             }
+        }
+    }
+
+    fn connection(&self, session: Session, transport: Transport, side: TlsSide) -> Connection<'_> {
+        Connection {
+            session,
+            transport,
+            tls: &self.tls,
+            side,
+            handshake_timeout: self.config.connect_timeout,
         }
     }
 
@@ -524,14 +530,8 @@ async fn serve_pair_once(
             }
         };
         let mut handler = OutboundHandler { established: false };
-        let connection = Connection {
-            session,
-            transport,
-            tls: &inner.tls,
-            side: TlsSide::Client,
-            handshake_timeout: inner.config.connect_timeout,
-        };
-        let end = connection
+        let end = inner
+            .connection(session, transport, TlsSide::Client)
             .run(&mut handler, Some(queue), None, inner.shutdown.subscribe())
             .await;
         log_end("outbound", end.as_ref());
@@ -595,14 +595,8 @@ async fn verify_dialback(
             }
         };
         let mut handler = VerifyHandler { verdict: None };
-        let connection = Connection {
-            session,
-            transport,
-            tls: &inner.tls,
-            side: TlsSide::Client,
-            handshake_timeout: inner.config.connect_timeout,
-        };
-        let end = connection
+        let end = inner
+            .connection(session, transport, TlsSide::Client)
             .run(&mut handler, None, None, inner.shutdown.subscribe())
             .await;
         match handler.verdict {
