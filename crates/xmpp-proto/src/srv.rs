@@ -97,6 +97,33 @@ fn order_group(group: &[SrvRecord], random: &mut impl FnMut(u32) -> u32, out: &m
     }
 }
 
+/// splitmix64, the randomness behind SRV weight selection. Load spreading needs no cryptographic quality,
+/// only a different sequence per seed; the caller seeds it (per process and call in production, fixed in
+/// tests), which keeps this module free of any source of randomness of its own.
+#[derive(Debug, Clone)]
+pub struct WeightRandom(u64);
+
+impl WeightRandom {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..=n` (Lemire's multiply-shift; the bias is below 2^-32), as [`order_srv`] expects.
+    pub fn upto(&mut self, n: u32) -> u32 {
+        let scaled = ((self.next_u64() >> 32) * (u64::from(n) + 1)) >> 32;
+        u32::try_from(scaled).unwrap_or(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,23 +142,6 @@ mod tests {
         match order {
             SrvOrder::Targets(records) => records.into_iter().map(|r| r.target).collect(),
             SrvOrder::ServiceUnavailable => panic!("unexpected ServiceUnavailable"),
-        }
-    }
-
-    /// splitmix64: small, seedable and good enough to check proportions.
-    struct TestRng(u64);
-
-    impl TestRng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn upto(&mut self, n: u32) -> u32 {
-            u32::try_from(((self.next_u64() >> 32) * (u64::from(n) + 1)) >> 32).unwrap_or(n)
         }
     }
 
@@ -266,7 +276,7 @@ mod tests {
 
     #[test]
     fn weights_are_honoured() {
-        let mut rng = TestRng(0x5158_2782);
+        let mut rng = WeightRandom::new(0x5158_2782);
         let draws = 10_000;
         let mut heavy_first = 0u32;
         for _ in 0..draws {
@@ -287,7 +297,7 @@ mod tests {
 
     #[test]
     fn zero_weight_is_rarely_first() {
-        let mut rng = TestRng(7);
+        let mut rng = WeightRandom::new(7);
         let draws = 10_000;
         let mut zero_first = 0u32;
         for _ in 0..draws {
@@ -322,7 +332,7 @@ mod tests {
             records in proptest::collection::vec(arb_record(), 0..24),
             seed in any::<u64>(),
         ) {
-            let mut rng = TestRng(seed);
+            let mut rng = WeightRandom::new(seed);
             let SrvOrder::Targets(out) = order_srv(records.clone(), &mut |n| rng.upto(n)) else {
                 return Err(TestCaseError::fail("ServiceUnavailable without a root target"));
             };

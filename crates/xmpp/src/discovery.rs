@@ -20,7 +20,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use sixgate_core::Domain;
-use sixgate_xmpp_proto::srv::{SrvOrder, SrvRecord, order_srv};
+use sixgate_xmpp_proto::srv::{SrvOrder, SrvRecord, WeightRandom, order_srv};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -187,7 +187,7 @@ impl Discovery {
         let direct_name = srv_name("_xmpps-server._tcp")?;
         let starttls_name = srv_name("_xmpp-server._tcp")?;
 
-        let mut random = Rng::seeded();
+        let mut random = seeded_random();
         let (direct, starttls) = tokio::join!(self.srv(&direct_name), self.srv(&starttls_name));
         let direct = direct.map(|records| order(records, &mut random));
         let starttls = starttls.map(|records| order(records, &mut random));
@@ -448,7 +448,7 @@ fn system_config() -> Result<(ResolverConfig, ResolverOpts), DiscoveryError> {
 }
 
 /// Applies RFC 2782 ordering and the per-name cap.
-fn order(records: Option<Vec<SrvRecord>>, random: &mut Rng) -> SrvAnswer {
+fn order(records: Option<Vec<SrvRecord>>, random: &mut WeightRandom) -> SrvAnswer {
     let Some(records) = records else {
         return SrvAnswer::Absent;
     };
@@ -509,33 +509,14 @@ fn trim_dot(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
 
-/// splitmix64 for SRV weights: load spreading needs no cryptographic quality, only a different sequence
-/// per process and per call.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let mut hasher = RandomState::new().build_hasher();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
-        hasher.write_u128(nanos);
-        Self(hasher.finish())
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..=n` (Lemire's multiply-shift; the bias is below 2^-32).
-    fn upto(&mut self, n: u32) -> u32 {
-        let scaled = ((self.next_u64() >> 32) * (u64::from(n) + 1)) >> 32;
-        u32::try_from(scaled).unwrap_or(n)
-    }
+/// A weight generator seeded differently per process and call.
+fn seeded_random() -> WeightRandom {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    WeightRandom::new(hasher.finish())
 }
 
 #[cfg(test)]
@@ -672,7 +653,7 @@ mod tests {
 
     #[test]
     fn rng_stays_in_range() {
-        let mut rng = Rng::seeded();
+        let mut rng = seeded_random();
         assert_eq!(rng.upto(0), 0);
         for n in [1, 2, 100, u32::MAX] {
             assert!((0..1000).all(|_| rng.upto(n) <= n));
