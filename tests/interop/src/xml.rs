@@ -4,6 +4,9 @@
 //! one read) and yields the stream header, each complete top-level element, and the stream end.
 //! Namespaces are not resolved: names keep their prefix, and `xmlns` stays an ordinary attribute.
 //! Comments, processing instructions and CDATA sections are handled; DTDs are not.
+//!
+//! It is deliberately independent of the gateway's own parser (`sixgate_xmpp_proto::xml`): a test client
+//! sharing the parser under test would share its bugs, and a misparse on both ends would pass unnoticed.
 
 use anyhow::{Result, anyhow};
 
