@@ -437,6 +437,9 @@ impl Handler for OutboundHandler {
     }
 }
 
+/// New streams opened in a row for stanzas left over when a stream closed.
+const MAX_REOPEN: u32 = 3;
+
 async fn run_pair(
     guard: TaskGuard,
     pair: (Domain, Domain),
@@ -444,9 +447,16 @@ async fn run_pair(
     us: mpsc::WeakSender<Element>,
 ) {
     let inner = guard.0.clone();
+    let mut reopened = 0;
     loop {
         let outcome = serve_pair_once(&inner, &pair, &mut queue).await;
         let failure = match outcome {
+            // A peer that keeps closing streams right after authenticating must not make us reconnect
+            // in a loop: after a few tries, what is still queued is bounced.
+            PairOutcome::EndedAfterUse if reopened >= MAX_REOPEN => Some((
+                StanzaErrorCondition::RemoteServerTimeout,
+                "the server-to-server stream keeps closing".to_owned(),
+            )),
             PairOutcome::EndedAfterUse => None,
             PairOutcome::Failed(condition, text) => Some((condition, text)),
         };
@@ -462,6 +472,7 @@ async fn run_pair(
             if failure.is_none() && !queue.is_empty() && !*inner.shutdown.borrow() {
                 // Stanzas arrived while the stream was closing: open a new one for them.
                 drop(map);
+                reopened += 1;
                 continue;
             }
             if ours {
