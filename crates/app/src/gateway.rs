@@ -32,11 +32,15 @@ const MAX_INBOUND_CONNECTIONS: usize = 1000;
 pub struct Gateway {
     s2s: Arc<S2sService>,
     delivery: JoinHandle<()>,
+    routes: SharedRouteTable,
+    /// The configuration running now, to tell what a reload can apply.
+    config: Config,
 }
 
 impl Gateway {
     /// Loads certificates, binds the listeners and starts serving. Returns once the listeners accept.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let started_with = config.clone();
         let local_domains = config.local_domain_names();
         let local_certificates = certificates::local_certificates(&config.tls, &local_domains)?;
         let trust = certificates::trust_store(&config.tls)?;
@@ -84,8 +88,40 @@ impl Gateway {
         let s2s = Arc::new(s2s);
         let domains: Vec<&str> = local_domains.iter().map(|d| d.as_str()).collect();
         info!(listen = ?s2s.local_addrs(), domains = ?domains, "gateway started");
-        let delivery = tokio::spawn(deliver_locally(deliver_rx, routes, s2s.clone()));
-        Ok(Self { s2s, delivery })
+        let delivery = tokio::spawn(deliver_locally(deliver_rx, routes.clone(), s2s.clone()));
+        Ok(Self {
+            s2s,
+            delivery,
+            routes,
+            config: started_with,
+        })
+    }
+
+    /// Applies a new configuration's route table and federation policy without dropping connections: streams
+    /// and stanzas in flight keep going, new lookups see the new table. Everything else (listeners, DNS,
+    /// certificates, limits, the set of local domains) needs a restart; changes there are refused, so that
+    /// what runs is always exactly what some configuration file says.
+    pub fn reload(&mut self, config: Config) -> anyhow::Result<()> {
+        let needs_restart = needs_restart(&self.config, &config);
+        if !needs_restart.is_empty() {
+            anyhow::bail!(
+                "these settings change only with a restart: {}",
+                needs_restart.join(", ")
+            );
+        }
+        self.routes.replace(routing::route_table(&config)?);
+        info!(
+            remote_domains = config.remote_domains.len(),
+            default_route = ?config.federation.default_route,
+            "route table reloaded"
+        );
+        self.config = config;
+        Ok(())
+    }
+
+    /// The route the live table gives `domain`.
+    pub fn route(&self, domain: &sixgate_core::Domain) -> Route {
+        self.routes.route(domain)
     }
 
     /// The addresses the s2s listeners are bound to (useful when configured with port 0).
@@ -125,6 +161,24 @@ async fn deliver_locally(
             }
         }
     }
+}
+
+/// The sections of `new` that differ from `running` and that only a restart can apply.
+fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if running.xmpp != new.xmpp {
+        changed.push("[xmpp]");
+    }
+    if running.dns != new.dns {
+        changed.push("[dns]");
+    }
+    if running.tls != new.tls {
+        changed.push("[tls]");
+    }
+    if running.local_domains != new.local_domains {
+        changed.push("[[local_domains]]");
+    }
+    changed
 }
 
 fn random_secret() -> anyhow::Result<[u8; 32]> {

@@ -1,5 +1,5 @@
 //! `sixgate`: the SIP/XMPP federation gateway daemon. Sets up logging, reads `gateway.toml`, runs the
-//! gateway until SIGINT or SIGTERM.
+//! gateway until SIGINT or SIGTERM, and reloads the route table on SIGHUP.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sixgate: {error:#}");
@@ -66,19 +66,37 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: sixgate_app::config::Config) -> anyhow::Result<()> {
-    let gateway = sixgate_app::Gateway::start(config).await?;
-    wait_for_signal().await?;
+async fn run(config: sixgate_app::config::Config, path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut gateway = sixgate_app::Gateway::start(config).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => {
+                result?;
+                break;
+            }
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => reload(&mut gateway, &path),
+        }
+    }
     gateway.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// SIGHUP: re-reads the configuration and applies its route table; on any error the running table stays.
+fn reload(gateway: &mut sixgate_app::Gateway, path: &std::path::Path) {
+    match sixgate_app::config::load(path) {
+        Ok(config) => {
+            if let Err(error) = gateway.reload(config) {
+                tracing::error!("reload refused, the running configuration stays: {error:#}");
+            }
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                tracing::error!(key = %error.key, "reload refused: {}", error.message);
+            }
+        }
     }
-    Ok(())
 }
