@@ -652,3 +652,65 @@ fn peer_stream_error_and_eof() {
     c.session.receive_eof();
     assert_eq!(c.events(), vec![Event::Closed(SessionEnd::ConnectionLost)]);
 }
+
+// ----- hostile input -----
+
+mod arbitrary_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fragments that take a session deep into negotiation, mixed with garbage.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(prosody_header()),
+            Just("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_owned()),
+            Just(format!(
+                "<db:result from='{THEIRS}' to='{OURS}'>k</db:result>"
+            )),
+            Just(format!(
+                "<db:verify from='{THEIRS}' to='{OURS}' id='x'>k</db:verify>"
+            )),
+            Just(message(&format!("a@{THEIRS}"), &format!("b@{OURS}"))),
+            Just("</stream:stream>".to_owned()),
+            Just("<a><b><c/></b>".to_owned()),
+            "[ -~]{0,40}",
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        ]
+    }
+
+    proptest! {
+        /// Whatever arrives, in whatever pieces, the session neither panics nor keeps going after it
+        /// reported its end, and what it writes stays small.
+        #[test]
+        fn sessions_survive_anything(fragments in proptest::collection::vec(fragment(), 0..12), tls_after in 0usize..12) {
+            let pki_ = pki();
+            for inbound_role in [true, false] {
+                let now = Instant::now();
+                let config = config(&pki_, false, true);
+                let mut session = if inbound_role {
+                    Session::inbound(config, now)
+                } else {
+                    Session::outbound(config, d(OURS), d(THEIRS), now)
+                };
+                let mut written = session.take_output().len();
+                let mut closed = false;
+                for (i, fragment) in fragments.iter().enumerate() {
+                    session.receive(now, fragment.as_bytes());
+                    while let Some(event) = session.poll_event() {
+                        prop_assert!(!closed, "event after Closed: {event:?}");
+                        match event {
+                            Event::StartTls if i >= tls_after => session.tls_established(tls(vec![])),
+                            Event::Closed(_) => closed = true,
+                            _ => {}
+                        }
+                    }
+                    written += session.take_output().len();
+                }
+                session.handle_timeout(now + Duration::from_secs(3600));
+                prop_assert!(written < 4096 * (fragments.len() + 2));
+            }
+        }
+    }
+}
