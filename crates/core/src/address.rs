@@ -127,6 +127,29 @@ impl Jid {
         })
     }
 
+    /// Builds a JID from separate parts, with the same checks and normalisation as [`Jid::parse`].
+    ///
+    /// Unlike formatting the parts and parsing the text, a `/` or `@` in the resource cannot be mistaken for a
+    /// separator.
+    pub fn new(
+        local: Option<&str>,
+        domain: Domain,
+        resource: Option<&str>,
+    ) -> Result<Self, AddressError> {
+        Ok(Self {
+            local: local.map(parse_local).transpose()?,
+            domain,
+            resource: resource
+                .map(|r| checked_part(r, "resource").map(Box::from))
+                .transpose()?,
+        })
+    }
+
+    /// Whether the JID has a resource, that is, names one client session rather than an account.
+    pub fn is_full(&self) -> bool {
+        self.resource.is_some()
+    }
+
     /// A bare domain JID such as a server's own address.
     pub fn from_domain(domain: Domain) -> Self {
         Self {
