@@ -7,13 +7,18 @@
 //!
 //! # Scope
 //!
-//! For now the crate holds [`framing`]: cutting a stream transport's byte stream into whole SIP messages
-//! and RFC 5626 CRLF keep-alives. What comes later, and why it is not here yet:
+//! The layers, bottom up:
 //!
-//! - Parsing start lines and headers. A later issue picks the SIP parser crate (`ezk-sip-types` is the
-//!   candidate, `shared/docs/dependencies.md` §2). The framer reads nothing but `Content-Length`, byte by
-//!   byte, so that choice stays open and a parser never sees a half message.
-//! - Non-INVITE transactions and SUBSCRIBE dialogs, as state machines driven with explicit times.
+//! - [`framing`]: cutting a stream transport's byte stream into whole SIP messages and RFC 5626 CRLF
+//!   keep-alives.
+//! - [`message`]: parsing a framed message into a typed [`Request`] or [`Response`] and writing them
+//!   back. The module documentation records why this is our own parser rather than `ezk-sip-types`.
+//! - [`transaction`]: RFC 3261 §17 non-INVITE client and server transactions over TLS, driven with
+//!   explicit times (`handle_*(now)` in, `poll_*()` out).
+//! - [`stateless`]: what an edge element applies to a request without state: building responses
+//!   (§8.2.6), `Max-Forwards` (483) and loop detection (482).
+//!
+//! INVITE transactions and SUBSCRIBE dialogs are not here yet.
 //!
 //! # Framing on stream transports
 //!
@@ -23,11 +28,12 @@
 //! 1. [`Framer::push`] the bytes read from the connection;
 //! 2. call [`Framer::next_frame`] until it returns `Ok(None)`, which only means "need more bytes";
 //! 3. for [`Frame::KeepAlivePing`], write `"\r\n"` back at once (RFC 5626 §5.4), though never into the
-//!    middle of a message being written (§4.4.1); for [`Frame::Message`], hand `head` and `body` to the SIP
-//!    parser; a [`Frame::KeepAlivePong`] answers a ping we sent (see [`Framer::expect_pong`]).
+//!    middle of a message being written (§4.4.1); for [`Frame::Message`], hand `head` and `body` to
+//!    [`Message::parse`]; a [`Frame::KeepAlivePong`] answers a ping we sent (see [`Framer::expect_pong`]).
 //! 4. On [`FrameError`] the connection is out of step and cannot be resynchronised. Answer
 //!    [`FrameError::response_code`] if the offending message was a request (its head is in
-//!    [`Framer::rejected_head`]), then close the connection.
+//!    [`Framer::rejected_head`], and [`stateless::reject_unparsable`] builds the response), then close
+//!    the connection.
 //!
 //! The framer never reserves memory on the strength of a length the peer announced: a head is refused as
 //! soon as [`FrameLimits::max_head`] bytes have arrived without its blank line, and a body as soon as its
@@ -57,5 +63,9 @@
 //! ```
 
 pub mod framing;
+pub mod message;
+pub mod stateless;
+pub mod transaction;
 
 pub use framing::{Frame, FrameError, FrameLimits, Framer};
+pub use message::{Message, ParseError, Request, Response};
