@@ -7,12 +7,12 @@ use rustls_pki_types::{ServerName, UnixTime};
 use sixgate_xmpp_proto::error::SessionEnd;
 use sixgate_xmpp_proto::session::{Event, Session, TlsInfo};
 use sixgate_xmpp_proto::stream_error::StreamErrorCondition;
-use sixgate_xmpp_proto::xml::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::outgoing::Outgoing;
 use crate::tls::TlsContext;
 use crate::transport::Transport;
 
@@ -54,17 +54,21 @@ pub(crate) struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    /// Runs until the session is over and says how it ended. `stanzas` feeds an established outbound session; `control` carries
-    /// dialback answers; `shutdown` turning true closes the stream cleanly.
+    /// Runs until the session is over and says how it ended. `stanzas` feeds an established outbound
+    /// session (a stanza it could not send is put in `unsent`); `control` carries dialback answers;
+    /// `shutdown` turning true closes the stream cleanly.
     pub(crate) async fn run(
         mut self,
         handler: &mut impl Handler,
-        mut stanzas: Option<&mut mpsc::Receiver<Element>>,
+        mut stanzas: Option<&mut mpsc::Receiver<Outgoing>>,
+        unsent: &mut Vec<Outgoing>,
         mut control: Option<&mut mpsc::Receiver<Control>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Option<SessionEnd> {
         let mut buffer = vec![0u8; READ_CHUNK];
         let mut end = None;
+        // Written to the session, not yet flushed to the socket.
+        let mut writing: Vec<Outgoing> = Vec::new();
         let mut shutting_down = *shutdown.borrow();
         if shutting_down {
             self.session.close(Instant::now().into_std());
@@ -76,6 +80,7 @@ impl Connection<'_> {
                     Event::StartTls => {
                         if let Err(error) = self.flush().await {
                             debug!(%error, "write failed before TLS");
+                            writing.drain(..).for_each(Outgoing::in_doubt);
                             return end;
                         }
                         if let Err(error) = self.upgrade().await {
@@ -87,11 +92,15 @@ impl Connection<'_> {
                     other => handler.event(other, &mut self.session).await,
                 }
             }
-            if let Err(error) = self.flush().await {
-                debug!(%error, "write failed");
-                if end.is_none() {
-                    self.session.receive_eof();
-                    continue;
+            match self.flush().await {
+                Ok(()) => writing.drain(..).for_each(Outgoing::sent),
+                Err(error) => {
+                    debug!(%error, "write failed");
+                    writing.drain(..).for_each(Outgoing::in_doubt);
+                    if end.is_none() {
+                        self.session.receive_eof();
+                        continue;
+                    }
                 }
             }
             if end.is_some() || self.session.is_done() {
@@ -115,11 +124,14 @@ impl Connection<'_> {
                 }
                 stanza = recv_opt(&mut stanzas), if established && stanzas.is_some() => {
                     match stanza {
-                        Some(stanza) => {
+                        Some(outgoing) => {
                             let now = Instant::now().into_std();
-                            if !self.session.send_stanza(now, &stanza) {
-                                // Only reachable if the session closed in between; the caller bounces.
-                                warn!("stanza could not be sent on a closing stream");
+                            if self.session.send_stanza(now, &outgoing.stanza) {
+                                writing.push(outgoing);
+                            } else {
+                                // Not established after all: the caller sends it on another stream or fails it.
+                                warn!("stanza could not be sent on this stream");
+                                unsent.push(outgoing);
                             }
                         }
                         // The pool dropped us (shutdown): close cleanly.

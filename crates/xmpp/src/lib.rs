@@ -3,8 +3,10 @@
 
 mod connection;
 pub mod discovery;
+mod outgoing;
 mod service;
 pub mod tls;
 mod transport;
 
+pub use outgoing::Undeliverable;
 pub use service::{S2sConfig, S2sService};

@@ -19,6 +19,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::connection::{Connection, Control, Handler, TlsSide};
 use crate::discovery::{Discovery, DiscoveryError, Endpoint};
+use crate::outgoing::{Outgoing, Undeliverable};
 use crate::tls::TlsContext;
 use crate::transport::Transport;
 
@@ -48,7 +49,7 @@ struct Inner {
     discovery: Discovery,
     /// Stanzas for our local domains: inbound stanzas and bounces of our own.
     deliver: mpsc::Sender<Element>,
-    outbound: Mutex<HashMap<(Domain, Domain), mpsc::Sender<Element>>>,
+    outbound: Mutex<HashMap<(Domain, Domain), mpsc::Sender<Outgoing>>>,
     shutdown: watch::Sender<bool>,
     live_tasks: AtomicUsize,
     all_done: Notify,
@@ -122,7 +123,21 @@ impl S2sService {
     /// Sends a stanza from one of our domains to a remote XMPP domain, over the pair's stream (opened on
     /// demand). If it cannot be delivered, an error bounce goes to `deliver`.
     pub async fn send(&self, stanza: Element) {
-        self.inner.send(stanza).await;
+        self.inner.enqueue(Outgoing::plain(stanza)).await;
+    }
+
+    /// Like [`S2sService::send`], but instead of a bounce the caller learns the outcome: `Ok` once the
+    /// stanza has been written to an authenticated stream (or handed to local delivery), the reason
+    /// otherwise. This is what lets the SIP side answer a MESSAGE only when it is really on its way.
+    pub async fn send_confirmed(&self, stanza: Element) -> Result<(), Undeliverable> {
+        let (outgoing, outcome) = Outgoing::confirmed(stanza);
+        self.inner.enqueue(outgoing).await;
+        outcome.await.unwrap_or_else(|_| {
+            Err(Undeliverable {
+                condition: StanzaErrorCondition::RemoteServerTimeout,
+                text: "the gateway is shutting down".to_owned(),
+            })
+        })
     }
 
     /// Stops accepting, closes every stream cleanly and waits (at most `grace`) for them to finish.
@@ -253,6 +268,7 @@ async fn serve_inbound(guard: TaskGuard, tcp: TcpStream) {
         .run(
             &mut handler,
             None,
+            &mut Vec::new(),
             Some(&mut control_rx),
             inner.shutdown.subscribe(),
         )
@@ -268,76 +284,118 @@ fn log_end(direction: &str, end: Option<&SessionEnd>) {
 }
 
 impl Inner {
-    async fn send(self: &Arc<Self>, stanza: Element) {
+    async fn enqueue(self: &Arc<Self>, outgoing: Outgoing) {
         let policy = &self.config.session.policy;
-        let Some((from, to)) = stanza::addresses(&stanza) else {
-            warn!("outbound stanza without valid from/to dropped");
+        let Some((from, to)) = stanza::addresses(&outgoing.stanza) else {
+            warn!("outbound stanza without valid from/to refused");
+            self.refuse(
+                outgoing,
+                StanzaErrorCondition::InternalServerError,
+                "stanza without valid addresses",
+            )
+            .await;
             return;
         };
         let (local, remote) = (from.domain().clone(), to.domain().clone());
         if policy.is_local(&remote) {
             // Between two of our own domains: no s2s needed.
-            let _ = self.deliver.send(stanza).await;
+            if self.deliver.send(outgoing.stanza.clone()).await.is_ok() {
+                outgoing.sent();
+            } else {
+                self.refuse(
+                    outgoing,
+                    StanzaErrorCondition::InternalServerError,
+                    "local delivery has stopped",
+                )
+                .await;
+            }
             return;
         }
         if !policy.is_local(&local) {
-            warn!(%local, "outbound stanza not from one of our domains dropped");
+            warn!(%local, "outbound stanza not from one of our domains refused");
+            self.refuse(
+                outgoing,
+                StanzaErrorCondition::NotAllowed,
+                "the sender is not in one of our domains",
+            )
+            .await;
             return;
         }
         if policy.remote(&remote).is_none() {
-            self.bounce(
-                &stanza,
+            self.refuse(
+                outgoing,
                 StanzaErrorCondition::NotAllowed,
                 "federation with this domain is not allowed",
             )
             .await;
             return;
         }
-        let mut stanza = stanza;
+        let mut outgoing = outgoing;
         let pair = (local, remote);
         for _ in 0..2 {
             let result = {
                 let mut map = self.outbound.lock().unwrap_or_else(PoisonError::into_inner);
                 if *self.shutdown.borrow() {
-                    None
+                    Err(outgoing)
                 } else {
                     let sender = map
                         .entry(pair.clone())
                         .or_insert_with(|| self.spawn_pair(pair.clone()));
-                    Some(sender.try_send(stanza))
+                    Ok(sender.try_send(outgoing))
                 }
             };
             match result {
-                None => return,
-                Some(Ok(())) => return,
-                Some(Err(mpsc::error::TrySendError::Full(back))) => {
-                    self.bounce(
-                        &back,
+                Err(back) => {
+                    self.refuse(
+                        back,
+                        StanzaErrorCondition::RemoteServerTimeout,
+                        "the gateway is shutting down",
+                    )
+                    .await;
+                    return;
+                }
+                Ok(Ok(())) => return,
+                Ok(Err(mpsc::error::TrySendError::Full(back))) => {
+                    self.refuse(
+                        back,
                         StanzaErrorCondition::ResourceConstraint,
                         "too many stanzas waiting for this domain",
                     )
                     .await;
                     return;
                 }
-                Some(Err(mpsc::error::TrySendError::Closed(back))) => {
+                Ok(Err(mpsc::error::TrySendError::Closed(back))) => {
                     // The pair's task ended between lookups; start a new one.
                     self.outbound
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .remove(&pair);
-                    stanza = back;
+                    outgoing = back;
                 }
             }
         }
+        self.refuse(
+            outgoing,
+            StanzaErrorCondition::InternalServerError,
+            "no stream could be started",
+        )
+        .await;
     }
 
-    fn spawn_pair(self: &Arc<Self>, pair: (Domain, Domain)) -> mpsc::Sender<Element> {
+    fn spawn_pair(self: &Arc<Self>, pair: (Domain, Domain)) -> mpsc::Sender<Outgoing> {
         let (sender, receiver) = mpsc::channel(self.config.outbound_queue_limit.max(1));
         let guard = TaskGuard::new(self);
         let span = info_span!("s2s_out", local = %pair.0, remote = %pair.1, stream = tracing::field::Empty);
         let weak_sender = sender.downgrade();
         tokio::spawn(run_pair(guard, pair, receiver, weak_sender).instrument(span));
         sender
+    }
+
+    /// Reports a failed stanza: to its waiting sender, or with an error bounce.
+    async fn refuse(&self, outgoing: Outgoing, condition: StanzaErrorCondition, text: &str) {
+        if let Some(stanza) = outgoing.fail(condition, text) {
+            self.bounce(&stanza, condition, text).await;
+        }
     }
 
     async fn bounce(&self, stanza: &Element, condition: StanzaErrorCondition, text: &str) {
@@ -443,8 +501,8 @@ const MAX_REOPEN: u32 = 3;
 async fn run_pair(
     guard: TaskGuard,
     pair: (Domain, Domain),
-    mut queue: mpsc::Receiver<Element>,
-    us: mpsc::WeakSender<Element>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    us: mpsc::WeakSender<Outgoing>,
 ) {
     let inner = guard.0.clone();
     let mut reopened = 0;
@@ -486,8 +544,8 @@ async fn run_pair(
             "the server-to-server stream closed".to_owned(),
         ));
         let mut bounced = 0usize;
-        while let Ok(stanza) = queue.try_recv() {
-            inner.bounce(&stanza, condition, &text).await;
+        while let Ok(outgoing) = queue.try_recv() {
+            inner.refuse(outgoing, condition, &text).await;
             bounced += 1;
         }
         if bounced > 0 {
@@ -500,7 +558,7 @@ async fn run_pair(
 async fn serve_pair_once(
     inner: &Arc<Inner>,
     pair: &(Domain, Domain),
-    queue: &mut mpsc::Receiver<Element>,
+    queue: &mut mpsc::Receiver<Outgoing>,
 ) -> PairOutcome {
     let (local, remote) = pair;
     let endpoints = match inner.endpoints(remote).await {
@@ -541,11 +599,27 @@ async fn serve_pair_once(
             }
         };
         let mut handler = OutboundHandler { established: false };
+        let mut unsent = Vec::new();
         let end = inner
             .connection(session, transport, TlsSide::Client)
-            .run(&mut handler, Some(queue), None, inner.shutdown.subscribe())
+            .run(
+                &mut handler,
+                Some(queue),
+                &mut unsent,
+                None,
+                inner.shutdown.subscribe(),
+            )
             .await;
         log_end("outbound", end.as_ref());
+        for outgoing in unsent {
+            inner
+                .refuse(
+                    outgoing,
+                    StanzaErrorCondition::RemoteServerTimeout,
+                    "the server-to-server stream closed",
+                )
+                .await;
+        }
         if handler.established {
             return PairOutcome::EndedAfterUse;
         }
@@ -608,7 +682,13 @@ async fn verify_dialback(
         let mut handler = VerifyHandler { verdict: None };
         let end = inner
             .connection(session, transport, TlsSide::Client)
-            .run(&mut handler, None, None, inner.shutdown.subscribe())
+            .run(
+                &mut handler,
+                None,
+                &mut Vec::new(),
+                None,
+                inner.shutdown.subscribe(),
+            )
             .await;
         match handler.verdict {
             Some(true) => return DialbackOutcome::Valid,

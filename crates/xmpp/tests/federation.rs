@@ -240,3 +240,44 @@ async fn unreachable_and_denied_domains_bounce() {
     let bounce = receive(&mut a.inbox).await;
     assert_eq!(stanza::error_condition(&bounce), Some("not-allowed"));
 }
+
+#[tokio::test]
+async fn confirmed_sends_report_the_outcome_instead_of_bouncing() {
+    let (a, mut b) = pair(true).await;
+    // Confirmed once written to the authenticated stream; the stanza then arrives.
+    a.service
+        .send_confirmed(message("alice@a.example/r", "bob@b.example", "confirmed"))
+        .await
+        .unwrap();
+    let got = receive(&mut b.inbox).await;
+    assert_eq!(got.child(ns::SERVER, "body").unwrap().text(), "confirmed");
+
+    let unreachable = a
+        .service
+        .send_confirmed(message(
+            "alice@a.example/r",
+            "x@unreachable.example",
+            "lost?",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unreachable.condition,
+        stanza::StanzaErrorCondition::RemoteServerTimeout
+    );
+    assert!(unreachable.text.contains("127.0.0.1:9"), "{unreachable}");
+
+    let denied = a
+        .service
+        .send_confirmed(message("alice@a.example/r", "x@denied.example", "no"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.condition, stanza::StanzaErrorCondition::NotAllowed);
+    // Nothing was bounced: the outcome went to the caller.
+    let mut a = a;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a.inbox.recv())
+            .await
+            .is_err()
+    );
+}
