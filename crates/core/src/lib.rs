@@ -9,6 +9,7 @@
 //! - [`address_map`]: SIP URI ⇄ JID (RFC 7247 §6, XEP-0106).
 //! - [`error_map`]: XMPP stanza errors ⇄ SIP response codes (RFC 7247 §7).
 //! - [`message`]: page-mode instant messages (RFC 7572, RFC 3428).
+//! - [`srv`]: RFC 2782 SRV target order, for the XMPP and SIP transports' DNS discovery.
 //!
 //! `docs/translation.md` lists the tables as implemented and every choice the RFCs left open.
 
@@ -17,6 +18,7 @@ pub mod address_map;
 pub mod error_map;
 pub mod message;
 pub mod sip_uri;
+pub mod srv;
 
 pub use address::{AddressError, Domain, Jid};
 pub use address_map::{AddressMapError, jid_to_sip, sip_to_jid};

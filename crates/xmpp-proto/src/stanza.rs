@@ -72,9 +72,16 @@ impl StanzaErrorCondition {
 /// The error reply to `stanza`, sent by `by` (our domain) back to its sender. `None` when the stanza must
 /// not be answered with an error: errors are never answered with errors (RFC 6120 §8.3.1), which is what
 /// keeps two gateways from bouncing a stanza between them forever.
-pub fn bounce(
+pub fn bounce(stanza: &Element, condition: StanzaErrorCondition, text: &str, by: Option<&Domain>) -> Option<Element> {
+    bounce_with(stanza, condition.as_str(), condition.error_type(), text, by)
+}
+
+/// Like [`bounce`], for any defined condition (RFC 6120 §8.3.3) given by name, with its error `type`: the
+/// SIP side maps response codes to conditions this layer never produces itself (RFC 7247 §7.2).
+pub fn bounce_with(
     stanza: &Element,
-    condition: StanzaErrorCondition,
+    condition: &str,
+    error_type: &str,
     text: &str,
     by: Option<&Domain>,
 ) -> Option<Element> {
@@ -100,8 +107,8 @@ pub fn bounce(
         reply.push_child(child.clone());
     }
     let mut error = Element::new(ns::SERVER, "error")
-        .with_attr("type", condition.error_type())
-        .with_child(Element::new(ns::STANZA_ERRORS, condition.as_str()));
+        .with_attr("type", error_type)
+        .with_child(Element::new(ns::STANZA_ERRORS, condition));
     if let Some(by) = by {
         error.set_attr("by", by.as_str());
     }
@@ -124,6 +131,14 @@ pub fn error_condition(stanza: &Element) -> Option<&str> {
         .children()
         .find(|c| c.ns() == ns::STANZA_ERRORS && c.name() != "text")
         .map(Element::name)
+}
+
+/// The human-readable `<text/>` of an error stanza, if it has one.
+pub fn error_text(stanza: &Element) -> Option<String> {
+    if stanza.attr("type") != Some("error") {
+        return None;
+    }
+    Some(stanza.child(ns::SERVER, "error")?.child(ns::STANZA_ERRORS, "text")?.text())
 }
 
 #[cfg(test)]
@@ -158,6 +173,7 @@ mod tests {
         let error = reply.child(ns::SERVER, "error").unwrap();
         assert_eq!(error.attr("type"), Some("wait"));
         assert_eq!(error_condition(&reply), Some("remote-server-timeout"));
+        assert_eq!(error_text(&reply).as_deref(), Some("timed out"));
     }
 
     #[test]

@@ -15,14 +15,13 @@ use sixgate_xmpp_proto::certificate::{CertificateProblem, CertificateVerdict, Tr
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
-use super::{ALPN_XMPP_SERVER, CertificateLoadError, LocalCertificates, TlsContext};
+use super::{ALPN_XMPP_SERVER, LocalCertificates, TlsContext};
 
 use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
 
 struct Pki {
     issuer: Issuer<'static, KeyPair>,
     certificate: CertificateDer<'static>,
-    certificate_pem: String,
 }
 
 impl Pki {
@@ -39,7 +38,6 @@ impl Pki {
         Self {
             issuer: Issuer::new(params, key),
             certificate: certificate.der().clone(),
-            certificate_pem: certificate.pem(),
         }
     }
 
@@ -316,58 +314,6 @@ async fn handshake_without_client_certificate_succeeds() {
 }
 
 #[tokio::test]
-async fn client_certificate_without_its_key_is_refused() {
-    let pki = Pki::new("shared");
-    let gateway = context(
-        &pki,
-        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
-    );
-    // Someone else's (public) certificate, with the impostor's own key.
-    let stolen = pki.certified("victim.example", &[ServerAuth]).cert.clone();
-    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
-    let impostor = context(
-        &pki,
-        &[(
-            "victim.example",
-            Arc::new(CertifiedKey::new(stolen, impostor_key)),
-        )],
-    );
-
-    let outcome = handshake(
-        gateway.server_config(None),
-        impostor.client_config(&domain("victim.example"), false),
-        "gw.example",
-    )
-    .await;
-    let error = outcome.server.unwrap_err();
-    assert!(error.to_string().contains("BadSignature"), "{error}");
-}
-
-#[tokio::test]
-async fn server_certificate_without_its_key_is_refused() {
-    let pki = Pki::new("shared");
-    let stolen = pki.certified("victim.example", &[ServerAuth]).cert.clone();
-    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
-    let impostor = context(
-        &pki,
-        &[(
-            "victim.example",
-            Arc::new(CertifiedKey::new(stolen, impostor_key)),
-        )],
-    );
-    let gateway = context(&pki, &[]);
-
-    let outcome = handshake(
-        impostor.server_config(None),
-        gateway.client_config(&domain("gw.example"), false),
-        "victim.example",
-    )
-    .await;
-    let error = outcome.client.unwrap_err();
-    assert!(error.to_string().contains("BadSignature"), "{error}");
-}
-
-#[tokio::test]
 async fn alpn_is_offered_for_direct_tls_only() {
     let pki = Pki::new("gateway");
     let gateway = context(
@@ -434,119 +380,4 @@ fn configurations_are_cached_per_known_domain() {
             .client_auth_cert_resolver
             .has_certs()
     );
-}
-
-#[test]
-fn from_der_refuses_a_key_of_another_certificate() {
-    let pki = Pki::new("gateway");
-    let (certificate, _) = pki.leaf("gw.example", &[ServerAuth]);
-    let other_key = KeyPair::generate().unwrap();
-    let error = LocalCertificates::from_der(vec![certificate.der().clone()], pkcs8(&other_key))
-        .unwrap_err();
-    assert!(
-        matches!(error, CertificateLoadError::KeyMismatch),
-        "{error}"
-    );
-    let error = LocalCertificates::from_der(vec![], pkcs8(&other_key)).unwrap_err();
-    assert!(matches!(error, CertificateLoadError::EmptyChain), "{error}");
-}
-
-#[test]
-fn load_pem_reads_chain_and_key_for_each_domain() {
-    let pki = Pki::new("gateway");
-    let (certificate, key) = pki.leaf("gw.example", &[ServerAuth]);
-    let directory = std::env::temp_dir().join(format!("sixgate-tls-test-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).unwrap();
-    let cert_path = directory.join("cert.pem");
-    let key_path = directory.join("key.pem");
-    let empty_path = directory.join("empty.pem");
-    std::fs::write(&cert_path, certificate.pem() + &pki.certificate_pem).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    std::fs::write(&empty_path, "").unwrap();
-
-    let domains = [domain("gw.example"), domain("muc.gw.example")];
-    let local = LocalCertificates::load_pem(&cert_path, &key_path, &domains).unwrap();
-    assert_eq!(local.domains().cloned().collect::<Vec<_>>(), domains);
-    let certified = local.get(&domains[0]).unwrap();
-    assert_eq!(
-        certified.cert,
-        [certificate.der().clone(), pki.certificate.clone()]
-    );
-    assert!(Arc::ptr_eq(certified, local.get(&domains[1]).unwrap()));
-
-    let error = LocalCertificates::load_pem(&empty_path, &key_path, &domains).unwrap_err();
-    assert!(
-        matches!(error, CertificateLoadError::NoCertificate { .. }),
-        "{error}"
-    );
-    let error = LocalCertificates::load_pem(directory.join("missing.pem"), &key_path, &domains)
-        .unwrap_err();
-    assert!(
-        matches!(error, CertificateLoadError::CertificateFile { .. }),
-        "{error}"
-    );
-    let error = LocalCertificates::load_pem(&cert_path, &empty_path, &domains).unwrap_err();
-    assert!(
-        matches!(error, CertificateLoadError::KeyFile { .. }),
-        "{error}"
-    );
-
-    std::fs::remove_dir_all(&directory).unwrap();
-}
-
-/// A peer limited to TLS 1.2, where the handshake signatures go through the other verification function.
-fn tls12_client(certified: Option<Arc<CertifiedKey>>) -> Arc<ClientConfig> {
-    let provider = Arc::new(super::provider());
-    let algorithms = provider.signature_verification_algorithms;
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(super::verifier::RecordServerCertificate::new(
-            algorithms,
-        )));
-    Arc::new(match certified {
-        Some(certified) => builder
-            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified))),
-        None => builder.with_no_client_auth(),
-    })
-}
-
-#[tokio::test]
-async fn tls12_peers_are_served_and_their_signatures_checked() {
-    let pki = Pki::new("shared");
-    let gateway = context(
-        &pki,
-        &[("gw.example", pki.certified("gw.example", &[ServerAuth]))],
-    );
-    let peer_certificate = pki.certified("peer.example", &[ServerAuth]);
-
-    let outcome = handshake(
-        gateway.server_config(None),
-        tls12_client(Some(peer_certificate.clone())),
-        "gw.example",
-    )
-    .await;
-    assert_eq!(
-        outcome.server().protocol_version(),
-        Some(rustls::ProtocolVersion::TLSv1_2)
-    );
-    let chain = outcome.server().peer_certificates().unwrap();
-    assert!(
-        gateway
-            .trust()
-            .judge(chain, &domain("peer.example"), UnixTime::now())
-            .is_valid()
-    );
-
-    let stolen = peer_certificate.cert.clone();
-    let impostor_key = pki.certified("impostor.example", &[ServerAuth]).key.clone();
-    let outcome = handshake(
-        gateway.server_config(None),
-        tls12_client(Some(Arc::new(CertifiedKey::new(stolen, impostor_key)))),
-        "gw.example",
-    )
-    .await;
-    let error = outcome.server.unwrap_err();
-    assert!(error.to_string().contains("BadSignature"), "{error}");
 }

@@ -1,5 +1,5 @@
-//! The rustls plug-ins behind [`super::TlsContext`]: certificate verifiers that record instead of judging, and
-//! the choice of our own certificate.
+//! The rustls plug-ins behind the configurations: certificate verifiers that record instead of judging, and the
+//! choice of our own certificate.
 
 use std::sync::Arc;
 
@@ -12,21 +12,25 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sixgate_core::Domain;
 
-use super::LocalCertificates;
+use super::{ClientAuth, LocalCertificates};
 
-/// Requests a client certificate, accepts any chain or none, and checks that the client signed the handshake
-/// with the key of the certificate it sent.
+/// Requests a client certificate, accepts any chain (or, with [`ClientAuth::Optional`], none), and checks that
+/// the client signed the handshake with the key of the certificate it sent.
 ///
 /// Without the signature check a peer could replay someone else's public certificate and have it judged as its
 /// own.
 #[derive(Debug)]
 pub(super) struct RecordClientCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+    client_auth: ClientAuth,
 }
 
 impl RecordClientCertificate {
-    pub(super) fn new(algorithms: WebPkiSupportedAlgorithms) -> Self {
-        Self { algorithms }
+    pub(super) fn new(algorithms: WebPkiSupportedAlgorithms, client_auth: ClientAuth) -> Self {
+        Self {
+            algorithms,
+            client_auth,
+        }
     }
 }
 
@@ -36,7 +40,7 @@ impl ClientCertVerifier for RecordClientCertificate {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.client_auth == ClientAuth::Required
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -78,7 +82,7 @@ impl ClientCertVerifier for RecordClientCertificate {
 }
 
 /// Accepts any server chain and checks that the server signed the handshake with the key of the certificate it
-/// sent; the outbound s2s negotiation judges the chain against the domain it connected to.
+/// sent; the protocol layer judges the chain against the domain it connected to.
 #[derive(Debug)]
 pub(super) struct RecordServerCertificate {
     algorithms: WebPkiSupportedAlgorithms,
@@ -125,20 +129,25 @@ impl ServerCertVerifier for RecordServerCertificate {
     }
 }
 
-/// Chooses our certificate: by SNI, then by the domain of the pre-TLS stream header, then the first one.
+/// Chooses our certificate: the one of the domain the client's SNI names, else the one of the fallback domain,
+/// else the [`LocalCertificates::first`] one; with no certificate at all, the handshake fails.
+///
+/// The fallback exists because Prosody 0.12 sends no SNI on s2s: XMPP passes the `to` of the stream header
+/// received before STARTTLS.
 #[derive(Debug)]
-pub(super) struct ResolveLocalCertificate {
+pub struct LocalCertificateResolver {
     local: Arc<LocalCertificates>,
     fallback: Option<Domain>,
 }
 
-impl ResolveLocalCertificate {
-    pub(super) fn new(local: Arc<LocalCertificates>, fallback: Option<Domain>) -> Self {
+impl LocalCertificateResolver {
+    /// Chooses among `local`, falling back to `fallback` (which need not be one of ours) without a usable SNI.
+    pub fn new(local: Arc<LocalCertificates>, fallback: Option<Domain>) -> Self {
         Self { local, fallback }
     }
 }
 
-impl ResolvesServerCert for ResolveLocalCertificate {
+impl ResolvesServerCert for LocalCertificateResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let by_sni = client_hello
             .server_name()

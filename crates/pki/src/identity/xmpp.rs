@@ -12,7 +12,8 @@ use x509_parser::asn1_rs::{Any, Class, FromDer, Tag};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use super::CertificateProblem;
+use super::{alternative_names, common_names, parse, without_root};
+use crate::CertificateProblem;
 
 /// `id-on-xmppAddr`, 1.3.6.1.5.5.7.8.5, in DER content octets.
 const ID_ON_XMPP_ADDR: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x05];
@@ -42,26 +43,16 @@ pub struct CertificateIdentities {
 impl CertificateIdentities {
     /// Reads the identities of an end-entity certificate.
     pub fn of(certificate: &CertificateDer<'_>) -> Result<Self, CertificateProblem> {
-        let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
-            .map_err(|error| CertificateProblem::Malformed(error.to_string()))?;
-        Self::of_parsed(&parsed)
+        Self::of_parsed(&parse(certificate)?)
     }
 
     fn of_parsed(certificate: &X509Certificate<'_>) -> Result<Self, CertificateProblem> {
         let mut identities = Self::default();
-        let alternative_names = certificate.subject_alternative_name().map_err(|error| {
-            CertificateProblem::Malformed(format!("subject alternative names: {error}"))
-        })?;
-        let Some(alternative_names) = alternative_names else {
-            identities.common_names = certificate
-                .subject()
-                .iter_common_name()
-                .filter_map(|attribute| attribute.as_str().ok())
-                .map(str::to_ascii_lowercase)
-                .collect();
+        let Some(alternative_names) = alternative_names(certificate)? else {
+            identities.common_names = common_names(certificate);
             return Ok(identities);
         };
-        for name in &alternative_names.value.general_names {
+        for name in alternative_names {
             match name {
                 GeneralName::DNSName(name) => identities.dns_names.push(name.to_ascii_lowercase()),
                 GeneralName::OtherName(oid, value) if oid.as_bytes() == ID_ON_XMPP_ADDR => {
@@ -137,10 +128,6 @@ fn dns_id_matches(presented: &str, domain: &str) -> bool {
         }
         None => !presented.contains('*') && presented.eq_ignore_ascii_case(domain),
     }
-}
-
-fn without_root(name: &str) -> &str {
-    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// Reads the `[0] EXPLICIT` string value of an otherName, requiring the string type its OID prescribes.

@@ -12,6 +12,8 @@ use sixgate_core::Domain;
 
 use super::{CertificateIdentities, CertificateProblem, CertificateVerdict, TrustStore};
 
+mod sip;
+
 const XMPP_ADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
 
 struct TestCa {
