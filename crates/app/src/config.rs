@@ -69,6 +69,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct Config {
     /// Server-to-server XMPP streams (`[xmpp]`).
     pub xmpp: XmppConfig,
+    /// SIP over TLS towards edge proxies and SIP partners (`[sip]`).
+    pub sip: SipSettings,
     /// How remote domains are looked up (`[dns]`).
     pub dns: DnsSettings,
     /// Certificates and trust anchors (`[tls]`).
@@ -146,6 +148,30 @@ impl fmt::Debug for XmppConfig {
     }
 }
 
+/// SIP over TLS settings (`[sip]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipSettings {
+    /// Addresses to accept SIP over (mutual) TLS on; empty means no inbound SIP.
+    pub listen: Vec<SocketAddr>,
+    /// Time allowed to connect (TCP and TLS) to a next hop.
+    pub connect_timeout: Duration,
+    /// A connection that carries nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Host written in our `Via` headers; `None` means the local address of each connection.
+    pub via_host: Option<String>,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 5061))],
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            via_host: None,
+        }
+    }
+}
+
 /// DNS settings (`[dns]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsSettings {
@@ -198,12 +224,12 @@ pub struct LocalDomain {
 }
 
 /// What happens to messages addressed to a local domain.
-///
-/// Not `Copy`, so that a later delivery carrying its own settings (SIP) can be added without breaking users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalDelivery {
     /// Every message is sent back to its sender; for testing federation without a SIP side.
     Echo,
+    /// The domain's users are behind a SIP edge proxy.
+    Sip(SipEdge),
 }
 
 impl LocalDelivery {
@@ -211,8 +237,21 @@ impl LocalDelivery {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Echo => "echo",
+            Self::Sip(_) => "sip",
         }
     }
+}
+
+/// The SIP edge proxy of a local domain: where requests for its users go, and who may send theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipEdge {
+    /// Host name or IP address (IPv6 without brackets) of the next hop.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The SIP domain identity its certificate must carry (RFC 5922), both when we connect to it and when
+    /// it connects to us.
+    pub identity: Domain,
 }
 
 /// Defaults for remote domains (`[federation]`).
@@ -243,6 +282,8 @@ pub enum DefaultRoute {
     Deny,
     /// Federate with them over XMPP, with the `[federation]` defaults.
     Xmpp,
+    /// Federate with them over SIP, finding their servers in DNS.
+    Sip,
 }
 
 /// Policy for one remote domain (`[[remote_domains]]`).
@@ -261,6 +302,15 @@ pub enum RemoteRoute {
     Deny,
     /// Federate with the domain over XMPP.
     Xmpp(XmppRemote),
+    /// Federate with the domain over SIP.
+    Sip(SipRemote),
+}
+
+/// SIP federation with one remote domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipRemote {
+    /// A static next hop `(host, port)`; `None` means DNS (`_sipfederationtls._tcp`, then RFC 3263).
+    pub next_hop: Option<(String, u16)>,
 }
 
 /// XMPP federation policy for one remote domain, with `[federation]` defaults already applied.
@@ -337,6 +387,7 @@ const MIN_DIALBACK_SECRET_CHARS: usize = 16;
 
 const ROOT_KEYS: &[&str] = &[
     "xmpp",
+    "sip",
     "dns",
     "tls",
     "local_domains",
@@ -353,6 +404,7 @@ const XMPP_KEYS: &[&str] = &[
     "outbound_queue_limit",
     "dialback_secret",
 ];
+const SIP_KEYS: &[&str] = &["listen", "connect_timeout", "idle_timeout", "via_host"];
 const DNS_KEYS: &[&str] = &["nameservers", "timeout"];
 const TLS_KEYS: &[&str] = &[
     "trust_system_roots",
@@ -361,7 +413,9 @@ const TLS_KEYS: &[&str] = &[
     "certificates",
 ];
 const CERTIFICATE_KEYS: &[&str] = &["certificate", "key", "domains"];
-const LOCAL_DOMAIN_KEYS: &[&str] = &["domain", "delivery"];
+const LOCAL_DOMAIN_KEYS: &[&str] = &["domain", "delivery", "edge", "edge_identity"];
+/// Keys of `[[local_domains]]` that only mean something for `delivery = "sip"`.
+const SIP_EDGE_KEYS: &[&str] = &["edge", "edge_identity"];
 const FEDERATION_KEYS: &[&str] = &[
     "default_route",
     "require_valid_certificate",
@@ -375,7 +429,10 @@ const REMOTE_DOMAIN_KEYS: &[&str] = &[
     "require_valid_certificate",
     "allow_dialback",
     "connect",
+    "next_hop",
 ];
+/// Keys of `[[remote_domains]]` that only mean something for `route = "sip"`.
+const SIP_REMOTE_KEYS: &[&str] = &["next_hop"];
 
 /// Reads the whole file; the result is only meaningful when no error was collected, since values that
 /// failed to read are replaced by defaults or left out so the rest of the file can still be checked.
@@ -391,6 +448,10 @@ fn read_config(root: &Table, base_dir: &Path, errors: &mut Errors) -> Config {
 
     let xmpp = read_xmpp(
         &Fields::new(section("xmpp", errors), "xmpp", XMPP_KEYS, errors),
+        errors,
+    );
+    let sip = read_sip(
+        &Fields::new(section("sip", errors), "sip", SIP_KEYS, errors),
         errors,
     );
     let dns = read_dns(
@@ -431,6 +492,7 @@ fn read_config(root: &Table, base_dir: &Path, errors: &mut Errors) -> Config {
 
     Config {
         xmpp,
+        sip,
         dns,
         tls,
         local_domains,
@@ -534,6 +596,54 @@ fn read_xmpp(xmpp: &Fields<'_>, errors: &mut Errors) -> XmppConfig {
         keepalive_interval: keepalive_interval.unwrap_or(defaults.keepalive_interval),
         outbound_queue_limit: outbound_queue_limit.unwrap_or(defaults.outbound_queue_limit),
         dialback_secret: dialback_secret.ok().flatten(),
+    }
+}
+
+fn read_sip(sip: &Fields<'_>, errors: &mut Errors) -> SipSettings {
+    let defaults = SipSettings::default();
+    let listen = sip.or(
+        "listen",
+        defaults.listen.clone(),
+        errors,
+        |value, path, errors| {
+            let addresses = list(value, path, errors, socket_address)?;
+            let keyed: Vec<_> = addresses
+                .iter()
+                .enumerate()
+                .map(|(i, address)| {
+                    let key = fields::index(path, i);
+                    (key.clone(), key, *address)
+                })
+                .collect();
+            report_duplicates(&keyed, "address", errors);
+            Ok(addresses)
+        },
+    );
+    let connect_timeout = sip.or("connect_timeout", defaults.connect_timeout, errors, seconds);
+    let idle_timeout = sip.or("idle_timeout", defaults.idle_timeout, errors, seconds);
+    let via_host = sip.optional("via_host", errors, |value, path, errors| {
+        // Goes into every Via we write: a host name or an IP address, nothing that could break the header.
+        let text = string(value, path, errors)?;
+        let bare = text
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+            .unwrap_or(text);
+        if bare.parse::<IpAddr>().is_ok()
+            || Domain::parse(text).is_ok_and(|d| !d.as_str().contains(['[', ']', ':']))
+        {
+            Ok(text.to_owned())
+        } else {
+            Err(errors.push(
+                path,
+                format!("invalid host \"{text}\" (expected a host name or IP address)"),
+            ))
+        }
+    });
+    SipSettings {
+        listen: listen.unwrap_or_default(),
+        connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+        idle_timeout: idle_timeout.unwrap_or(defaults.idle_timeout),
+        via_host: via_host.ok().flatten(),
     }
 }
 
@@ -657,7 +767,41 @@ fn read_local_domains(
     for (path, entry) in entries {
         let entry = Fields::new(entry, path, LOCAL_DOMAIN_KEYS, errors);
         let name = entry.required("domain", errors, domain);
-        let delivery = entry.required("delivery", errors, local_delivery);
+        let delivery = entry.required("delivery", errors, delivery_name);
+        let edge = entry.optional("edge", errors, endpoint);
+        let edge_identity = entry.optional("edge_identity", errors, domain);
+        let delivery = match delivery {
+            Ok(DeliveryName::Echo) => {
+                for key in SIP_EDGE_KEYS {
+                    if entry.has(key) {
+                        errors.push(
+                            entry.key(key),
+                            "only applies to delivery = \"sip\", but this domain has delivery = \"echo\"",
+                        );
+                    }
+                }
+                Ok(LocalDelivery::Echo)
+            }
+            Ok(DeliveryName::Sip) => match (edge, edge_identity) {
+                (Ok(Some((host, port))), Ok(identity)) => {
+                    // The edge's own name is the natural identity; an IP address cannot be one (RFC 5922).
+                    let identity = identity.or_else(|| Domain::parse(&host).ok().filter(|_| host.parse::<IpAddr>().is_err()));
+                    match identity {
+                        Some(identity) => Ok(LocalDelivery::Sip(SipEdge { host, port, identity })),
+                        None => Err(errors.push(
+                            entry.key("edge_identity"),
+                            "required when edge is an IP address: the SIP domain name its certificate carries (RFC 5922)",
+                        )),
+                    }
+                }
+                (Ok(None), _) => Err(errors.push(
+                    entry.key("edge"),
+                    "required with delivery = \"sip\": the host:port of the domain's SIP edge proxy",
+                )),
+                (Err(reported), _) | (_, Err(reported)) => Err(reported),
+            },
+            Err(reported) => Err(reported),
+        };
         match &name {
             Ok(name) => names.push((entry.key("domain"), entry.path().to_owned(), name.clone())),
             Err(_) => complete = false,
@@ -686,9 +830,10 @@ fn read_federation(federation: &Fields<'_>, errors: &mut Errors) -> Federation {
         |value, path, errors| match string(value, path, errors)? {
             "deny" => Ok(DefaultRoute::Deny),
             "xmpp" => Ok(DefaultRoute::Xmpp),
+            "sip" => Ok(DefaultRoute::Sip),
             other => Err(errors.push(
                 path,
-                format!("unknown route \"{other}\" (expected \"xmpp\" or \"deny\")"),
+                format!("unknown route \"{other}\" (expected \"xmpp\", \"sip\" or \"deny\")"),
             )),
         },
     );
@@ -712,6 +857,7 @@ fn read_federation(federation: &Fields<'_>, errors: &mut Errors) -> Federation {
 enum RouteName {
     Deny,
     Xmpp,
+    Sip,
 }
 
 fn read_remote_domains(
@@ -745,9 +891,10 @@ fn read_remote_domains(
             match string(value, path, errors)? {
                 "deny" => Ok(RouteName::Deny),
                 "xmpp" => Ok(RouteName::Xmpp),
+                "sip" => Ok(RouteName::Sip),
                 other => Err(errors.push(
                     path,
-                    format!("unknown route \"{other}\" (expected \"xmpp\" or \"deny\")"),
+                    format!("unknown route \"{other}\" (expected \"xmpp\", \"sip\" or \"deny\")"),
                 )),
             }
         });
@@ -758,29 +905,43 @@ fn read_remote_domains(
         let connect = entry.optional("connect", errors, |value, path, errors| {
             list(value, path, errors, endpoint)
         });
+        let next_hop = entry.optional("next_hop", errors, endpoint);
+        let misplaced = |keys: &[&str], wanted: &str, actual: &str, errors: &mut Errors| {
+            for key in keys {
+                if entry.has(key) {
+                    errors.push(
+                        entry.key(key),
+                        format!("only applies to route = \"{wanted}\", but this domain has route = \"{actual}\""),
+                    );
+                }
+            }
+        };
         let route = match route {
             Ok(RouteName::Deny) => {
-                for key in XMPP_REMOTE_KEYS {
-                    if entry.has(key) {
-                        errors.push(
-                            entry.key(key),
-                            "only applies to route = \"xmpp\", but this domain has route = \"deny\"",
-                        );
-                    }
-                }
+                misplaced(XMPP_REMOTE_KEYS, "xmpp", "deny", errors);
+                misplaced(SIP_REMOTE_KEYS, "sip", "deny", errors);
                 RemoteRoute::Deny
             }
-            Ok(RouteName::Xmpp) => RemoteRoute::Xmpp(XmppRemote {
-                require_valid_certificate: require_valid_certificate
-                    .ok()
-                    .flatten()
-                    .unwrap_or(federation.require_valid_certificate),
-                allow_dialback: allow_dialback
-                    .ok()
-                    .flatten()
-                    .unwrap_or(federation.allow_dialback),
-                connect: connect.ok().flatten().unwrap_or_default(),
-            }),
+            Ok(RouteName::Sip) => {
+                misplaced(XMPP_REMOTE_KEYS, "xmpp", "sip", errors);
+                RemoteRoute::Sip(SipRemote {
+                    next_hop: next_hop.ok().flatten(),
+                })
+            }
+            Ok(RouteName::Xmpp) => {
+                misplaced(SIP_REMOTE_KEYS, "sip", "xmpp", errors);
+                RemoteRoute::Xmpp(XmppRemote {
+                    require_valid_certificate: require_valid_certificate
+                        .ok()
+                        .flatten()
+                        .unwrap_or(federation.require_valid_certificate),
+                    allow_dialback: allow_dialback
+                        .ok()
+                        .flatten()
+                        .unwrap_or(federation.allow_dialback),
+                    connect: connect.ok().flatten().unwrap_or_default(),
+                })
+            }
             Err(_) => continue,
         };
         if let Ok(domain) = name {
@@ -896,14 +1057,20 @@ fn domain(value: &Value, path: &str, errors: &mut Errors) -> Read<Domain> {
         .map_err(|err| errors.push(path, format!("invalid domain \"{text}\": {err}")))
 }
 
-fn local_delivery(value: &Value, path: &str, errors: &mut Errors) -> Read<LocalDelivery> {
-    // A delivery that needs settings of its own can also be accepted as a table here, e.g.
-    // `delivery = { sip = { ... } }`, keeping the plain string form for the simple ones.
+/// The delivery named in a `[[local_domains]]` entry, before its settings are attached.
+#[derive(Clone, Copy)]
+enum DeliveryName {
+    Echo,
+    Sip,
+}
+
+fn delivery_name(value: &Value, path: &str, errors: &mut Errors) -> Read<DeliveryName> {
     match string(value, path, errors)? {
-        "echo" => Ok(LocalDelivery::Echo),
+        "echo" => Ok(DeliveryName::Echo),
+        "sip" => Ok(DeliveryName::Sip),
         other => Err(errors.push(
             path,
-            format!("unknown delivery \"{other}\" (expected \"echo\")"),
+            format!("unknown delivery \"{other}\" (expected \"sip\" or \"echo\")"),
         )),
     }
 }

@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::sip_side::SipSide;
 use crate::{certificates, echo, routing};
+use sixgate_sip_net::{SipConfig, SipDiscovery, SipService, SipTls};
 
 /// Stanzas waiting for local delivery; beyond this, s2s reads pause (back-pressure instead of memory).
 const DELIVERY_QUEUE: usize = 1024;
@@ -31,6 +33,7 @@ const MAX_INBOUND_CONNECTIONS: usize = 1000;
 /// A running gateway.
 pub struct Gateway {
     s2s: Arc<S2sService>,
+    sip: Option<Arc<SipService>>,
     delivery: JoinHandle<()>,
     routes: SharedRouteTable,
     /// The configuration running now, to tell what a reload can apply.
@@ -64,6 +67,8 @@ impl Gateway {
             trust: Arc::new(trust.clone()),
             policy: Arc::new(routing::RoutePolicy(routes.clone())),
         });
+        let sip_tls = SipTls::new(local_certificates.clone(), trust.clone())
+            .context("building the SIP TLS configuration")?;
         let tls =
             TlsContext::new(local_certificates, trust).context("building the TLS configuration")?;
         let discovery = Discovery::new(&DnsConfig {
@@ -86,11 +91,51 @@ impl Gateway {
         )
         .await?;
         let s2s = Arc::new(s2s);
+        let sip_side = if uses_sip(&config) {
+            let (inbound_tx, inbound_rx) = mpsc::channel(DELIVERY_QUEUE);
+            let discovery = SipDiscovery::new(&sixgate_sip_net::DnsConfig {
+                nameservers: config.dns.nameservers.clone(),
+                timeout: config.dns.timeout,
+            })
+            .context("setting up the SIP DNS resolver")?;
+            let sip = SipService::start(
+                SipConfig {
+                    listen: config.sip.listen.clone(),
+                    via_host: config.sip.via_host.clone(),
+                    idle_timeout: config.sip.idle_timeout,
+                    connect_timeout: config.sip.connect_timeout,
+                    handshake_timeout: config.sip.connect_timeout,
+                    ..SipConfig::default()
+                },
+                sip_tls,
+                discovery,
+                inbound_tx,
+            )
+            .await?;
+            info!(listen = ?sip.local_addrs(), "SIP over TLS started");
+            let side = Arc::new(SipSide {
+                sip: Arc::new(sip),
+                s2s: s2s.clone(),
+                routes: routes.clone(),
+                awaiting_error: std::sync::Mutex::default(),
+            });
+            tokio::spawn(side.clone().serve(inbound_rx));
+            Some(side)
+        } else {
+            None
+        };
         let domains: Vec<&str> = local_domains.iter().map(|d| d.as_str()).collect();
         info!(listen = ?s2s.local_addrs(), domains = ?domains, "gateway started");
-        let delivery = tokio::spawn(deliver_locally(deliver_rx, routes.clone(), s2s.clone()));
+        let sip = sip_side.as_ref().map(|side| side.sip.clone());
+        let delivery = tokio::spawn(deliver_locally(
+            deliver_rx,
+            routes.clone(),
+            s2s.clone(),
+            sip_side,
+        ));
         Ok(Self {
             s2s,
+            sip,
             delivery,
             routes,
             config: started_with,
@@ -129,9 +174,17 @@ impl Gateway {
         self.s2s.local_addrs()
     }
 
+    /// The addresses the SIP listeners are bound to; empty when no route uses SIP.
+    pub fn sip_addrs(&self) -> &[std::net::SocketAddr] {
+        self.sip.as_ref().map_or(&[], |sip| sip.local_addrs())
+    }
+
     /// Closes every stream cleanly and stops.
     pub async fn shutdown(self) {
         info!("shutting down");
+        if let Some(sip) = &self.sip {
+            sip.shutdown();
+        }
         self.s2s.shutdown(SHUTDOWN_GRACE).await;
         self.delivery.abort();
         let _ = self.delivery.await;
@@ -143,6 +196,7 @@ async fn deliver_locally(
     mut inbound: mpsc::Receiver<Element>,
     routes: SharedRouteTable,
     s2s: Arc<S2sService>,
+    sip: Option<Arc<SipSide>>,
 ) {
     while let Some(stanza) = inbound.recv().await {
         let Some((_, to)) = stanza::addresses(&stanza) else {
@@ -155,12 +209,35 @@ async fn deliver_locally(
                     s2s.send(reply).await;
                 }
             }
+            Route::Local(LocalDelivery::Sip(edge)) => match &sip {
+                Some(side) => {
+                    let side = side.clone();
+                    let local = to.domain().clone();
+                    tokio::spawn(async move { side.deliver(stanza, edge, local).await });
+                }
+                // Started whenever a route uses SIP; a reload cannot add the first SIP route.
+                None => warn!(to = %to, "no SIP service for a SIP domain; stanza dropped"),
+            },
             // The route table changed since the stanza was accepted.
-            Route::Xmpp(_) | Route::Deny => {
+            Route::Xmpp(_) | Route::Sip(_) | Route::Deny => {
                 debug!(to = %to, "stanza for a domain that is no longer ours dropped")
             }
         }
     }
+}
+
+/// Whether any route needs the SIP service. It is not started otherwise, so that a gateway without SIP
+/// routes does not listen on 5061.
+fn uses_sip(config: &Config) -> bool {
+    config
+        .local_domains
+        .iter()
+        .any(|local| matches!(local.delivery, crate::config::LocalDelivery::Sip(_)))
+        || config
+            .remote_domains
+            .iter()
+            .any(|remote| matches!(remote.route, crate::config::RemoteRoute::Sip(_)))
+        || config.federation.default_route == crate::config::DefaultRoute::Sip
 }
 
 /// The sections of `new` that differ from `running` and that only a restart can apply.
@@ -168,6 +245,9 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if running.xmpp != new.xmpp {
         changed.push("[xmpp]");
+    }
+    if running.sip != new.sip || uses_sip(running) != uses_sip(new) {
+        changed.push("[sip]");
     }
     if running.dns != new.dns {
         changed.push("[dns]");

@@ -6,6 +6,8 @@ pub mod config;
 pub mod dev_certificates;
 mod echo;
 mod gateway;
+mod pager;
 mod routing;
+mod sip_side;
 
 pub use gateway::Gateway;

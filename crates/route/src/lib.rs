@@ -16,6 +16,19 @@ use sixgate_core::Domain;
 pub enum LocalDelivery {
     /// Every message is sent back to its sender (a test target that proves the s2s stack).
     Echo,
+    /// The domain's users are reached through its SIP edge proxy.
+    Sip(SipHop),
+}
+
+/// A SIP next hop and the identity its certificate must carry (RFC 5922).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipHop {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The SIP domain identity of its certificate.
+    pub identity: Domain,
 }
 
 /// How a remote XMPP domain is reached and must authenticate.
@@ -36,6 +49,8 @@ pub enum Route {
     Local(LocalDelivery),
     /// A remote XMPP domain.
     Xmpp(XmppPeer),
+    /// A remote domain federated over SIP: a static next hop, or `None` to find its servers in DNS.
+    Sip(Option<SipHop>),
     /// No federation with this domain.
     Deny,
 }
@@ -52,6 +67,8 @@ pub enum DefaultRoute {
         /// See [`XmppPeer::allow_dialback`].
         allow_dialback: bool,
     },
+    /// Federate over SIP, finding servers in DNS.
+    Sip,
 }
 
 /// An immutable route table.
@@ -112,6 +129,7 @@ impl RouteTable {
                 allow_dialback: *allow_dialback,
                 connect: Vec::new(),
             }),
+            DefaultRoute::Sip => Route::Sip(None),
         }
     }
 
@@ -123,6 +141,20 @@ impl RouteTable {
     /// Our domains.
     pub fn local_domains(&self) -> impl Iterator<Item = &Domain> {
         self.local.keys()
+    }
+
+    /// Our domains whose SIP edge proxy carries `identity` in its certificate: the domains a SIP peer with
+    /// that identity may send requests from.
+    pub fn domains_behind_edge<'a>(
+        &'a self,
+        identity: &'a Domain,
+    ) -> impl Iterator<Item = &'a Domain> + 'a {
+        self.local
+            .iter()
+            .filter_map(move |(domain, delivery)| match delivery {
+                LocalDelivery::Sip(hop) if hop.identity == *identity => Some(domain),
+                LocalDelivery::Sip(_) | LocalDelivery::Echo => None,
+            })
     }
 }
 

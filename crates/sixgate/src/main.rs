@@ -68,9 +68,11 @@ fn main() -> ExitCode {
 
 async fn run(config: sixgate_app::config::Config, path: PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut gateway = sixgate_app::Gateway::start(config).await?;
+    // Handlers first: a signal arriving between start-up and their installation would otherwise take the
+    // default action, which for SIGHUP is to terminate.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut gateway = sixgate_app::Gateway::start(config).await?;
     loop {
         tokio::select! {
             result = tokio::signal::ctrl_c() => {

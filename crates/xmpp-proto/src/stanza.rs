@@ -72,7 +72,12 @@ impl StanzaErrorCondition {
 /// The error reply to `stanza`, sent by `by` (our domain) back to its sender. `None` when the stanza must
 /// not be answered with an error: errors are never answered with errors (RFC 6120 §8.3.1), which is what
 /// keeps two gateways from bouncing a stanza between them forever.
-pub fn bounce(stanza: &Element, condition: StanzaErrorCondition, text: &str, by: Option<&Domain>) -> Option<Element> {
+pub fn bounce(
+    stanza: &Element,
+    condition: StanzaErrorCondition,
+    text: &str,
+    by: Option<&Domain>,
+) -> Option<Element> {
     bounce_with(stanza, condition.as_str(), condition.error_type(), text, by)
 }
 
@@ -138,7 +143,12 @@ pub fn error_text(stanza: &Element) -> Option<String> {
     if stanza.attr("type") != Some("error") {
         return None;
     }
-    Some(stanza.child(ns::SERVER, "error")?.child(ns::STANZA_ERRORS, "text")?.text())
+    Some(
+        stanza
+            .child(ns::SERVER, "error")?
+            .child(ns::STANZA_ERRORS, "text")?
+            .text(),
+    )
 }
 
 #[cfg(test)]

@@ -112,6 +112,12 @@ keepalive_interval = 45
 outbound_queue_limit = 50
 dialback_secret = "0123456789abcdef0123"
 
+[sip]
+listen = ["127.0.0.1:5061"]
+connect_timeout = 5
+idle_timeout = 120
+via_host = "gw.example"
+
 [dns]
 nameservers = ["127.0.0.53", "192.0.2.1:5353", "::1", "[2001:db8::1]:54"]
 timeout = 3
@@ -141,7 +147,14 @@ delivery = "echo"
 
 [[local_domains]]
 domain = "other.example"
-delivery = "echo"
+delivery = "sip"
+edge = "edge.other.example:5061"
+
+[[local_domains]]
+domain = "corp.example"
+delivery = "sip"
+edge = "192.0.2.9:5061"
+edge_identity = "edge.corp.example"
 
 [federation]
 default_route = "xmpp"
@@ -162,8 +175,23 @@ allow_dialback = true
 [[remote_domains]]
 domain = "blocked.example"
 route = "deny"
+
+[[remote_domains]]
+domain = "sip-partner.example"
+route = "sip"
+next_hop = "sip.sip-partner.example:5061"
+
+[[remote_domains]]
+domain = "discovered.example"
+route = "sip"
 "#;
     let expected = Config {
+        sip: SipSettings {
+            listen: vec!["127.0.0.1:5061".parse().expect("address")],
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            via_host: Some("gw.example".to_owned()),
+        },
         xmpp: XmppConfig {
             listen: vec![
                 "127.0.0.1:5269".parse().expect("address"),
@@ -214,7 +242,19 @@ route = "deny"
             },
             LocalDomain {
                 domain: domain("other.example"),
-                delivery: LocalDelivery::Echo,
+                delivery: LocalDelivery::Sip(SipEdge {
+                    host: "edge.other.example".to_owned(),
+                    port: 5061,
+                    identity: domain("edge.other.example"),
+                }),
+            },
+            LocalDomain {
+                domain: domain("corp.example"),
+                delivery: LocalDelivery::Sip(SipEdge {
+                    host: "192.0.2.9".to_owned(),
+                    port: 5061,
+                    identity: domain("edge.corp.example"),
+                }),
             },
         ],
         federation: Federation {
@@ -247,6 +287,16 @@ route = "deny"
                 domain: domain("blocked.example"),
                 route: RemoteRoute::Deny,
             },
+            RemoteDomain {
+                domain: domain("sip-partner.example"),
+                route: RemoteRoute::Sip(SipRemote {
+                    next_hop: Some(("sip.sip-partner.example".to_owned(), 5061)),
+                }),
+            },
+            RemoteDomain {
+                domain: domain("discovered.example"),
+                route: RemoteRoute::Sip(SipRemote { next_hop: None }),
+            },
         ],
     };
     assert_eq!(parse_ok(text, dir), expected);
@@ -255,7 +305,8 @@ route = "deny"
         vec![
             domain("echo.localhost"),
             domain("gw.example"),
-            domain("other.example")
+            domain("other.example"),
+            domain("corp.example")
         ]
     );
 }
@@ -267,6 +318,7 @@ fn minimal_file_gets_defaults() {
     assert_eq!(
         config,
         Config {
+            sip: SipSettings::default(),
             xmpp: XmppConfig {
                 listen: vec!["0.0.0.0:5269".parse().expect("address")],
                 stanza_size_limit: 524_288,
@@ -618,7 +670,7 @@ domain = "A.EXAMPLE."
 delivery = "echo"
 
 [[local_domains]]
-delivery = "sip"
+delivery = "fax"
 
 [[local_domains]]
 domain = "b.example"
@@ -634,7 +686,7 @@ domain = "b.example"
     assert_error(
         &errors,
         "local_domains[2].delivery",
-        "unknown delivery \"sip\" (expected \"echo\")",
+        "unknown delivery \"fax\" (expected \"sip\" or \"echo\")",
     );
     assert_error(&errors, "local_domains[3].delivery", "missing required key");
 }
@@ -654,7 +706,7 @@ fn federation_is_checked() {
     assert_error(
         &errors,
         "federation.default_route",
-        "unknown route \"allow\" (expected \"xmpp\" or \"deny\")",
+        "unknown route \"allow\" (expected \"xmpp\", \"sip\" or \"deny\")",
     );
     assert_error(
         &errors,
@@ -1050,6 +1102,80 @@ fn documented_example_is_valid() {
         fs::write(scratch.path().join(file), "placeholder").expect("write scratch file");
     }
     let config = parse_ok(example, scratch.path());
-    assert_eq!(config.remote_domains.len(), 3);
+    assert_eq!(config.remote_domains.len(), 4);
+    assert_eq!(config.local_domains.len(), 3);
     assert_eq!(config.tls.certificates.len(), 1);
+}
+
+#[test]
+fn sip_settings_are_checked() {
+    let errors = errors_with_minimal(
+        "[sip]\nlisten = [\"nowhere\"]\nidle_timeout = 0\nvia_host = \"bad host\"\ncolour = 1",
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_error(&errors, "sip.listen[0]", "invalid socket address");
+    assert_error(&errors, "sip.idle_timeout", "must be between 1");
+    assert_error(&errors, "sip.via_host", "invalid host");
+    assert_error(&errors, "sip.colour", "unknown key");
+}
+
+#[test]
+fn sip_delivery_needs_an_edge_and_an_identity() {
+    let text = r#"
+[[local_domains]]
+domain = "a.example"
+delivery = "sip"
+
+[[local_domains]]
+domain = "b.example"
+delivery = "sip"
+edge = "192.0.2.1:5061"
+
+[[local_domains]]
+domain = "c.example"
+delivery = "echo"
+edge = "edge.c.example:5061"
+"#;
+    let errors = errors_without_minimal(text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_error(
+        &errors,
+        "local_domains[0].edge",
+        "required with delivery = \"sip\"",
+    );
+    assert_error(
+        &errors,
+        "local_domains[1].edge_identity",
+        "required when edge is an IP address",
+    );
+    assert_error(
+        &errors,
+        "local_domains[2].edge",
+        "only applies to delivery = \"sip\"",
+    );
+}
+
+#[test]
+fn sip_routes_take_only_sip_keys() {
+    let errors = errors_with_minimal(
+        "[[remote_domains]]\ndomain = \"p.example\"\nroute = \"sip\"\nallow_dialback = true\nnext_hop = \"h.example\"\n\n\
+         [[remote_domains]]\ndomain = \"q.example\"\nroute = \"xmpp\"\nnext_hop = \"h.example:5061\"",
+    );
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_error(
+        &errors,
+        "remote_domains[0].allow_dialback",
+        "only applies to route = \"xmpp\"",
+    );
+    assert_error(&errors, "remote_domains[0].next_hop", "missing port");
+    assert_error(
+        &errors,
+        "remote_domains[1].next_hop",
+        "only applies to route = \"sip\"",
+    );
+    let config = parse_ok(
+        &format!("{MINIMAL}\n[federation]\ndefault_route = \"sip\"\n"),
+        Path::new("/"),
+    );
+    assert_eq!(config.federation.default_route, DefaultRoute::Sip);
 }
