@@ -223,6 +223,7 @@ impl SipSide {
             Ok(response) => response,
             Err(SendError::Timeout) => reply(&original, 408, "Request Timeout"),
             Err(SendError::NotFound) => reply(&original, 404, "No SIP service for the domain"),
+            Err(SendError::Loop) => reply(&original, 482, "Loop Detected"),
             Err(error) => {
                 warn!(%error, "forwarding failed");
                 reply(&original, 503, "Next hop unreachable")

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use sixgate_sip::message::{HostPort, Method, Request, Response, StatusCode, Token, Via};
 use sixgate_sip::stateless::response_for;
+use sixgate_sip::stateless::{detect_loop, forwarding_branch};
 use sixgate_sip::transaction::{
     ClientKey, FlowId, TransactionConfig, TransactionError, TransactionEvent, TransactionLayer,
 };
@@ -211,7 +212,16 @@ impl Engine {
         let sent_by = via
             .cloned()
             .unwrap_or_else(|| HostPort::new(local_addr.ip(), Some(local_addr.port())));
-        let branch = state.layer.new_branch();
+        // A request that already has a Via is being forwarded: its branch is derived from the request
+        // (RFC 3261 §16.6 item 8), so that if it comes back to us unchanged we see our own mark and refuse
+        // it with 482 instead of forwarding it until Max-Forwards runs out (§16.3 item 4).
+        let branch = if request.via.is_empty() {
+            state.layer.new_branch()
+        } else {
+            detect_loop(&request, &sent_by).map_err(|_| SendError::Loop)?;
+            let unique = state.layer.new_branch();
+            forwarding_branch(&request, loop_unique(unique.as_str()))
+        };
         let transport =
             Token::new("TLS").map_err(|err| SendError::InvalidRequest(err.to_string()))?;
         let mut top = Via::new(transport, sent_by, &branch);
@@ -465,4 +475,11 @@ fn secure_random() -> impl FnMut() -> u64 + Send + 'static {
         }
         u64::from_le_bytes(bytes) ^ counter.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
+}
+
+/// A number unique to one forwarded request, taken from a fresh branch (which the transaction layer makes
+/// unique), for [`forwarding_branch`].
+fn loop_unique(branch: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(branch)
 }

@@ -68,6 +68,9 @@ pub enum SendError {
     /// The request cannot be sent by this service: INVITE and ACK have no non-INVITE transaction.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The forwarded request already passed through this gateway unchanged: a routing loop (answer 482).
+    #[error("the request is looping through this gateway")]
+    Loop,
 }
 
 /// A connection we opened is shared by every request with the same resolved address, expected server

@@ -303,6 +303,45 @@ async fn via_host_is_our_sent_by() {
 }
 
 #[tokio::test]
+async fn forwarded_request_keeps_a_loop_mark_and_a_loop_is_refused() {
+    let pki = Pki::new("federation");
+    let config = SipConfig {
+        via_host: Some("sip.a.example:5061".to_owned()),
+        ..SipConfig::default()
+    };
+    let a = Node::start_with(pki.local("a.example"), pki.trust(), no_dns(), config).await;
+    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let hop = b.hop("b.example", Some("a.example"));
+    let server = answer_next(b, StatusCode::ACCEPTED);
+    // A request that came from upstream (it has a Via): forwarding marks our Via with its loop hash.
+    let mut upstream = message(
+        "alice@a.example",
+        "bob@b.example",
+        "call-loop@a.example",
+        "hi",
+    );
+    upstream.via.push(sixgate_sip::message::Via::new(
+        sixgate_sip::message::Token::new("TLS").unwrap(),
+        sixgate_sip::message::HostPort::parse("edge.a.example").unwrap(),
+        &sixgate_sip::message::Token::new("z9hG4bKedge1").unwrap(),
+    ));
+    let got = a
+        .service
+        .send_request(&hop, upstream.clone())
+        .await
+        .unwrap();
+    assert_eq!(got.status, StatusCode::ACCEPTED);
+    let (_b, received, _) = server.await.unwrap();
+    assert_eq!(received.via.len(), 2, "our Via on top of the upstream one");
+    // The same request arriving back at us with our Via in it is a loop.
+    let looped = received.clone();
+    assert_eq!(
+        a.service.send_request(&hop, looped).await,
+        Err(SendError::Loop)
+    );
+}
+
+#[tokio::test]
 async fn client_without_certificate_is_refused() {
     let pki = Pki::new("federation");
     let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
