@@ -208,7 +208,8 @@ impl SipSide {
                     .unwrap_or(StanzaCondition::InternalServerError);
                 let code = xmpp_to_sip(condition, full_jid, false);
                 info!(code, reason = %undeliverable, "MESSAGE to XMPP failed");
-                reply(request, code, &undeliverable.text)
+                // The details (addresses, OS errors) are ours to log, not to tell a peer.
+                reply(request, code, condition.as_str())
             }
         }
     }

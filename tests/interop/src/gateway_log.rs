@@ -4,6 +4,9 @@
 //! chose with [`capture_to`] (tests run one at a time, see [`crate::run::serial`]). The filter comes from
 //! `SIXGATE_INTEROP_LOG` (`EnvFilter` syntax), by default `debug` for the gateway's crates and `info`
 //! for everything else.
+//!
+//! The test's own SIP peers ([`crate::sip_peer`]) run `sixgate-sip-net` in the same process, so their
+//! lines land in the same file; the `sip_connection` span's addresses tell them apart.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -17,7 +20,8 @@ use tracing_subscriber::fmt::MakeWriter;
 /// The environment variable holding the gateway log filter.
 pub const FILTER_ENV: &str = "SIXGATE_INTEROP_LOG";
 const DEFAULT_FILTER: &str = "info,sixgate=debug,sixgate_app=debug,sixgate_core=debug,\
-    sixgate_route=debug,sixgate_xmpp=debug,sixgate_xmpp_proto=debug,sixgate_sip=debug";
+    sixgate_route=debug,sixgate_xmpp=debug,sixgate_xmpp_proto=debug,sixgate_sip=debug,\
+    sixgate_sip_net=debug";
 
 static TARGET: Mutex<Option<File>> = Mutex::new(None);
 static INSTALL: Once = Once::new();

@@ -10,6 +10,7 @@
 //! - [`dns::Dns`]: dnsmasq on a loopback address, answering only the test names, with a query log,
 //! - [`prosody::Prosody`] and [`ejabberd::Ejabberd`]: the real servers, each with its own configuration,
 //! - [`c2s::C2sClient`]: a minimal XMPP client to log in as a test user and send and receive messages,
+//! - [`sip_peer::SipPeer`]: a SIP peer of the gateway (edge proxy, SIP partner) with its own certificate,
 //! - [`process::Proc`]: a guard that stops a process by its PID when dropped,
 //! - [`evidence`]: the peers' log lines that show how an s2s stream was authenticated,
 //! - [`gateway_log`]: the in-process gateway's `tracing` output, captured into the run directory,
@@ -27,6 +28,7 @@ pub mod pki;
 pub mod process;
 pub mod prosody;
 pub mod run;
+pub mod sip_peer;
 pub mod xml;
 
 use std::net::Ipv4Addr;

@@ -1,5 +1,7 @@
 //! A throw-away test CA and leaf certificates (rcgen with aws-lc-rs), written as PEM files that the
 //! `prosody` and `ejabberd` users can read. The CA key never leaves this process.
+//!
+//! Leaves for SIP peers also carry `sip:<domain>` URI SANs, the identity RFC 5922 §7.1 looks for first.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
 };
 use rustls_pki_types::CertificateDer;
 
@@ -29,6 +31,8 @@ pub enum Usage {
 pub struct Leaf {
     /// The DNS names in the subjectAltName.
     pub names: Vec<String>,
+    /// The `sip:` URIs in the subjectAltName (RFC 5922 SIP domain identities), e.g. `sip:corp.example`.
+    pub sip_uris: Vec<String>,
     /// The certificate (PEM).
     pub cert: PathBuf,
     /// The private key (PKCS#8 PEM).
@@ -134,7 +138,38 @@ impl Pki {
     /// A leaf with the given file stem, names and usage (for example a certificate for the wrong
     /// name: `issue("wrong-for-gw", &["wrong.example".into()], ..)`).
     pub fn issue(&self, stem: &str, names: &[String], usage: Usage) -> Result<Leaf> {
+        self.issue_with_sip_uris(stem, names, &[], usage)
+    }
+
+    /// The leaf of a SIP domain (a gateway domain, an edge proxy, a SIP partner): SAN `DNS:<domain>`
+    /// and `URI:sip:<domain>` (no wildcard: RFC 5922 ignores them), serverAuth + clientAuth, files
+    /// `<domain>.sip.crt`, `.key`, `.full.pem`.
+    pub fn sip_leaf(&self, domain: &str) -> Result<Leaf> {
+        self.issue_with_sip_uris(
+            &format!("{domain}.sip"),
+            &[domain.to_owned()],
+            &[format!("sip:{domain}")],
+            Usage::ServerAndClient,
+        )
+    }
+
+    /// A leaf with DNS names `names` and URI SANs `sip_uris` (each a full URI such as
+    /// `sip:corp.example`).
+    pub fn issue_with_sip_uris(
+        &self,
+        stem: &str,
+        names: &[String],
+        sip_uris: &[String],
+        usage: Usage,
+    ) -> Result<Leaf> {
         let mut params = CertificateParams::new(names.to_vec())?;
+        for uri in sip_uris {
+            let uri = uri
+                .as_str()
+                .try_into()
+                .with_context(|| format!("{uri:?} is not an IA5 string"))?;
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
         let mut dn = DistinguishedName::new();
         dn.push(
             DnType::CommonName,
@@ -164,6 +199,7 @@ impl Pki {
         let key_pem = key.serialize_pem();
         let leaf = Leaf {
             names: names.to_vec(),
+            sip_uris: sip_uris.to_vec(),
             cert: self.dir.join(format!("{stem}.crt")),
             key: self.dir.join(format!("{stem}.key")),
             full: self.dir.join(format!("{stem}.full.pem")),
