@@ -250,14 +250,17 @@ impl Inner {
                     }
                 };
                 match self.transact(flow, request.clone()).await {
-                    Err(SendError::Transport(reason)) => {
-                        debug!(server = %endpoint.addr, %reason, "request failed");
+                    // Only a request that never reached the connection is tried again: one that was
+                    // written may have been processed, and a second copy would deliver the message twice.
+                    Err(Attempt::NotSent(reason)) => {
+                        debug!(server = %endpoint.addr, %reason, "connection unusable");
                         failure = Some(SendError::Transport(reason));
                         if !reused {
                             break;
                         }
                     }
-                    outcome => return outcome,
+                    Err(Attempt::Failed(error)) => return Err(error),
+                    Ok(response) => return Ok(response),
                 }
             }
         }
@@ -383,8 +386,14 @@ impl Inner {
     }
 
     /// Runs one client transaction on `flow`.
-    async fn transact(&self, flow: FlowId, request: Request) -> Result<Response, SendError> {
-        let (key, outcome) = self.engine.start_client(flow, request, self.via.as_ref())?;
+    async fn transact(&self, flow: FlowId, request: Request) -> Result<Response, Attempt> {
+        let (key, outcome) = self
+            .engine
+            .start_client(flow, request, self.via.as_ref())
+            .map_err(|error| match error {
+                SendError::Transport(reason) => Attempt::NotSent(reason),
+                other => Attempt::Failed(other),
+            })?;
         tracing::Span::current().record("branch", key.branch());
         match outcome.await {
             Ok(Outcome::Final(response)) => {
@@ -399,12 +408,20 @@ impl Inner {
                 debug!(status = %response.status, "final response");
                 Ok(response)
             }
-            Ok(Outcome::Timeout) => Err(SendError::Timeout),
-            Ok(Outcome::Transport) | Err(_) => Err(SendError::Transport(
+            Ok(Outcome::Timeout) => Err(Attempt::Failed(SendError::Timeout)),
+            Ok(Outcome::Transport) | Err(_) => Err(Attempt::Failed(SendError::Transport(
                 "connection lost before the final response".to_owned(),
-            )),
+            ))),
         }
     }
+}
+
+/// How one attempt to send a request on a connection failed.
+enum Attempt {
+    /// The connection was closed before the request was queued on it: safe to try another.
+    NotSent(String),
+    /// The request may have been sent.
+    Failed(SendError),
 }
 
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, mut stop: watch::Receiver<bool>) {

@@ -326,7 +326,7 @@ fn minimal_file_gets_defaults() {
                 negotiation_timeout: Duration::from_secs(60),
                 idle_timeout: Duration::from_secs(600),
                 keepalive_interval: Duration::from_secs(60),
-                outbound_queue_limit: 1000,
+                outbound_queue_limit: 10_000,
                 dialback_secret: None,
             },
             dns: DnsSettings {
