@@ -36,8 +36,6 @@ mod engine;
 mod incoming;
 mod service;
 #[cfg(test)]
-mod test_dns;
-#[cfg(test)]
 mod tests;
 mod tls;
 

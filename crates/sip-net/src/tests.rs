@@ -6,14 +6,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::proto::rr::rdata::{A, SRV};
-use hickory_server::proto::rr::{RData, Record};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sixgate_core::Domain;
+use sixgate_dns::testing::{TestDns, a, srv};
 use sixgate_pki::TrustStore;
 use sixgate_sip::message::{CallId, HeaderName, Method, NameAddr, StatusCode, Uri};
 use sixgate_sip::transaction::TransactionConfig;
@@ -24,7 +23,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::test_dns::{TestDns, name};
 use crate::{
     DnsConfig, IncomingRequest, NextHop, PeerInfo, SendError, SipConfig, SipDiscovery, SipService,
     SipTls, Target,
@@ -704,18 +702,20 @@ async fn discovered_server_is_used_and_missing_domain_is_not_found() {
     let pki = Pki::new("federation");
     let b = Node::start(pki.local("b.example"), pki.trust()).await;
     let dns = TestDns::start(vec![
-        Record::from_rdata(
-            name("_sips._tcp.b.example."),
-            60,
-            RData::SRV(SRV::new(0, 0, b.addr().port(), name("sip.b.example."))),
+        srv(
+            "_sips._tcp.b.example.",
+            0,
+            0,
+            b.addr().port(),
+            "sip.b.example.",
         ),
-        Record::from_rdata(name("sip.b.example."), 60, RData::A(A(Ipv4Addr::LOCALHOST))),
+        a("sip.b.example.", "127.0.0.1"),
     ])
     .await;
     let a = Node::start_with(
         pki.local("a.example"),
         pki.trust(),
-        dns.discovery(),
+        SipDiscovery::new(&dns.config()).unwrap(),
         SipConfig::default(),
     )
     .await;

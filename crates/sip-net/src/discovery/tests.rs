@@ -1,52 +1,15 @@
 //! Discovery against an in-process authoritative DNS server on loopback.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use hickory_server::proto::rr::Record;
-use hickory_server::proto::rr::rdata::{A, AAAA, NAPTR, SRV};
+use sixgate_dns::testing::{TestDns, a, aaaa, naptr, srv};
 use tokio::net::UdpSocket;
 
 use super::*;
-use crate::test_dns::{TestDns, name};
 
-fn srv(owner: &str, priority: u16, weight: u16, port: u16, target: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::SRV(SRV::new(priority, weight, port, name(target))),
-    )
-}
-
-fn naptr(owner: &str, order: u16, flags: &str, service: &str, replacement: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::NAPTR(NAPTR::new(
-            order,
-            10,
-            flags.as_bytes().into(),
-            service.as_bytes().into(),
-            Box::default(),
-            name(replacement),
-        )),
-    )
-}
-
-fn a(owner: &str, ip: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::A(A(Ipv4Addr::from_str(ip).expect("ipv4"))),
-    )
-}
-
-fn aaaa(owner: &str, ip: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::AAAA(AAAA(Ipv6Addr::from_str(ip).expect("ipv6"))),
-    )
+fn new_discovery(dns: &TestDns) -> SipDiscovery {
+    SipDiscovery::new(&dns.config()).expect("discovery")
 }
 
 fn domain(text: &str) -> Domain {
@@ -83,8 +46,7 @@ async fn microsoft_federation_srv_is_preferred() {
         a("lync.example.", "192.0.2.3"),
     ])
     .await;
-    let got = dns
-        .discovery()
+    let got = new_discovery(&dns)
         .resolve(&domain("lync.example"))
         .await
         .expect("resolve");
@@ -128,8 +90,7 @@ async fn naptr_leads_to_its_srv_name() {
         a("c.naptr.example.", "192.0.2.12"),
     ])
     .await;
-    let got = dns
-        .discovery()
+    let got = new_discovery(&dns)
         .resolve(&domain("naptr.example"))
         .await
         .expect("resolve");
@@ -155,7 +116,7 @@ async fn sips_srv_in_priority_order() {
         a("c.plain.example.", "192.0.2.23"),
     ])
     .await;
-    let discovery = dns.discovery();
+    let discovery = new_discovery(&dns);
     // Repeated so that a lucky wire order cannot pass the test.
     for _ in 0..3 {
         let got = discovery
@@ -181,8 +142,7 @@ async fn no_srv_falls_back_to_address_records_on_5061() {
         aaaa("bare.example.", "2001:db8::30"),
     ])
     .await;
-    let got = dns
-        .discovery()
+    let got = new_discovery(&dns)
         .resolve(&domain("bare.example"))
         .await
         .expect("resolve");
@@ -214,7 +174,7 @@ async fn nxdomain_and_dot_targets_are_not_found() {
         a("gone.example.", "192.0.2.42"),
     ])
     .await;
-    let discovery = dns.discovery();
+    let discovery = new_discovery(&dns);
     assert_eq!(
         discovery.resolve(&domain("missing.example")).await,
         Err(DiscoveryError::NotFound)
@@ -233,7 +193,7 @@ async fn nxdomain_and_dot_targets_are_not_found() {
 #[tokio::test]
 async fn static_targets_keep_their_order() {
     let dns = TestDns::start(vec![a("proxy.example.", "192.0.2.60")]).await;
-    let discovery = dns.discovery();
+    let discovery = new_discovery(&dns);
     let got = discovery
         .resolve_static(&[
             ("192.0.2.99".to_owned(), 5062),

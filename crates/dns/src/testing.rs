@@ -1,28 +1,34 @@
-//! An in-process authoritative DNS server on loopback, for discovery tests.
+//! An in-process authoritative DNS server on loopback and record helpers, for discovery tests. Behind the
+//! cargo feature `testing`; use it from `[dev-dependencies]` only.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::proto::rr::{Name, RData};
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider as ServerRuntime;
-use hickory_server::proto::rr::rdata::SOA;
-use hickory_server::proto::rr::{LowerName, Record};
+use hickory_server::proto::rr::rdata::{A, AAAA, NAPTR, SOA, SRV};
+use hickory_server::proto::rr::{LowerName, RData};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::discovery::{DnsConfig, SipDiscovery};
+use crate::{DnsConfig, Name};
 
-/// An authoritative server for `example.` on 127.0.0.1, UDP and TCP on the same random port.
-pub(crate) struct TestDns {
+pub use hickory_server::proto::rr::Record;
+
+/// An authoritative server for `example.` on 127.0.0.1, UDP and TCP on the same random port. Dropping it
+/// aborts its tasks; [`TestDns::stop`] shuts it down cleanly.
+pub struct TestDns {
     server: Server<Catalog>,
-    pub(crate) addr: SocketAddr,
+    /// Where it listens, UDP and TCP.
+    pub addr: SocketAddr,
 }
 
 impl TestDns {
-    pub(crate) async fn start(records: Vec<Record>) -> Self {
+    /// Serves `records`, which must lie in `example.`, next to a SOA record.
+    pub async fn start(records: Vec<Record>) -> Self {
         let origin = name("example.");
         let mut zone = InMemoryZoneHandler::<ServerRuntime>::empty(
             origin.clone(),
@@ -53,15 +59,16 @@ impl TestDns {
         Self { server, addr }
     }
 
-    pub(crate) fn discovery(&self) -> SipDiscovery {
-        SipDiscovery::new(&DnsConfig {
+    /// A configuration asking only this server, with a 2 s timeout.
+    pub fn config(&self) -> DnsConfig {
+        DnsConfig {
             nameservers: vec![self.addr],
             timeout: Duration::from_secs(2),
-        })
-        .expect("discovery")
+        }
     }
 
-    pub(crate) async fn stop(mut self) {
+    /// Shuts the server down, failing if that takes more than 5 s.
+    pub async fn stop(mut self) {
         tokio::time::timeout(Duration::from_secs(5), self.server.shutdown_gracefully())
             .await
             .expect("DNS server did not stop")
@@ -83,6 +90,50 @@ async fn bind_pair() -> (UdpSocket, TcpListener) {
     panic!("no free loopback port for both UDP and TCP");
 }
 
-pub(crate) fn name(text: &str) -> Name {
+/// `text` as a DNS name.
+pub fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("test name")
+}
+
+/// An SRV record with a TTL of 60 s.
+pub fn srv(owner: &str, priority: u16, weight: u16, port: u16, target: &str) -> Record {
+    Record::from_rdata(
+        name(owner),
+        60,
+        RData::SRV(SRV::new(priority, weight, port, name(target))),
+    )
+}
+
+/// A NAPTR record with preference 10 and no regexp.
+pub fn naptr(owner: &str, order: u16, flags: &str, service: &str, replacement: &str) -> Record {
+    Record::from_rdata(
+        name(owner),
+        60,
+        RData::NAPTR(NAPTR::new(
+            order,
+            10,
+            flags.as_bytes().into(),
+            service.as_bytes().into(),
+            Box::default(),
+            name(replacement),
+        )),
+    )
+}
+
+/// An A record.
+pub fn a(owner: &str, ip: &str) -> Record {
+    Record::from_rdata(
+        name(owner),
+        60,
+        RData::A(A(Ipv4Addr::from_str(ip).expect("ipv4"))),
+    )
+}
+
+/// An AAAA record.
+pub fn aaaa(owner: &str, ip: &str) -> Record {
+    Record::from_rdata(
+        name(owner),
+        60,
+        RData::AAAA(AAAA(Ipv6Addr::from_str(ip).expect("ipv6"))),
+    )
 }
