@@ -220,6 +220,19 @@ impl SipSide {
         if decrement_max_forwards(&mut request).is_err() {
             return reply(&original, 483, "Too Many Hops");
         }
+        let table = self.routes.load();
+        if strip_own_route(&mut request, |host| {
+            Domain::parse(host).is_ok_and(|domain| table.is_local(&domain))
+                || self
+                    .sip
+                    .local_addrs()
+                    .iter()
+                    .any(|addr| addr.ip().to_string() == host)
+        })
+        .is_err()
+        {
+            return reply(&original, 400, "Bad Route header");
+        }
         match self.sip.send_request(next, request).await {
             Ok(response) => response,
             Err(SendError::Timeout) => reply(&original, 408, "Request Timeout"),
@@ -326,6 +339,35 @@ impl SipSide {
     }
 }
 
+/// Removes the top `Route` entry when it names us (RFC 3261 §16.4): an edge proxy that routes requests to
+/// the gateway with a loose-route `Route` header would otherwise have them sent back to us by the next hop.
+fn strip_own_route(request: &mut Request, is_ours: impl Fn(&str) -> bool) -> Result<(), ()> {
+    let routes = request.headers.route().map_err(|_| ())?;
+    let Some(top) = routes.first() else {
+        return Ok(());
+    };
+    let ours = top.uri.host_port().is_some_and(|host_port| {
+        is_ours(
+            host_port
+                .host
+                .to_string()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        )
+    });
+    if !ours {
+        return Ok(());
+    }
+    request.headers.remove(&HeaderName::ROUTE);
+    for route in &routes[1..] {
+        request
+            .headers
+            .push(HeaderName::ROUTE, route.to_string())
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
 /// The text of the `MESSAGE` that tells a SIP user an earlier message failed.
 fn delivery_notice(error: &Element) -> String {
     let condition = stanza::error_condition(error).unwrap_or("undefined-condition");
@@ -381,6 +423,53 @@ mod tests {
     use sixgate_xmpp_proto::xml::ns;
 
     use super::*;
+
+    fn request_with_routes(routes: &str) -> Request {
+        let text = format!(
+            "MESSAGE sip:carol@partner.example SIP/2.0\r\n\
+             Via: SIP/2.0/TLS edge.corp.example;branch=z9hG4bK1\r\n\
+             {routes}\
+             From: <sip:alice@corp.example>;tag=1\r\n\
+             To: <sip:carol@partner.example>\r\n\
+             Call-ID: r1@corp.example\r\n\
+             CSeq: 1 MESSAGE\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        match sixgate_sip::Message::from_bytes(text.as_bytes()).unwrap() {
+            sixgate_sip::Message::Request(request) => request,
+            sixgate_sip::Message::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn our_route_entry_is_removed_before_forwarding() {
+        let ours = |host: &str| host == "corp.example" || host == "127.0.0.10";
+        let mut request = request_with_routes(
+            "Route: <sip:corp.example;lr>, <sip:proxy.partner.example;lr>\r\nRoute: <sip:last.partner.example;lr>\r\n",
+        );
+        strip_own_route(&mut request, ours).unwrap();
+        let left: Vec<String> = request
+            .headers
+            .route()
+            .unwrap()
+            .iter()
+            .map(|r| r.uri.to_string())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "sip:proxy.partner.example;lr",
+                "sip:last.partner.example;lr"
+            ]
+        );
+        // Someone else's route stays as it is; no Route at all is fine.
+        let mut request = request_with_routes("Route: <sip:proxy.partner.example;lr>\r\n");
+        strip_own_route(&mut request, ours).unwrap();
+        assert_eq!(request.headers.route().unwrap().len(), 1);
+        let mut request = request_with_routes("");
+        strip_own_route(&mut request, ours).unwrap();
+        assert!(request.headers.route().unwrap().is_empty());
+    }
 
     #[test]
     fn notices_name_the_recipient_and_the_condition() {
