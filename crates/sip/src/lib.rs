@@ -17,8 +17,10 @@
 //!   explicit times (`handle_*(now)` in, `poll_*()` out).
 //! - [`stateless`]: what an edge element applies to a request without state: building responses
 //!   (§8.2.6), `Max-Forwards` (483) and loop detection (482).
+//! - [`dialog`]: RFC 3261 §12 dialogs as SUBSCRIBE creates them (RFC 6665), for notifier and subscriber,
+//!   with the `Event` / `Subscription-State` / `Expires` headers.
 //!
-//! INVITE transactions and SUBSCRIBE dialogs are not here yet.
+//! INVITE transactions are not here yet.
 //!
 //! # Framing on stream transports
 //!
@@ -62,6 +64,7 @@
 //! # }
 //! ```
 
+pub mod dialog;
 pub mod framing;
 pub mod message;
 pub mod stateless;
