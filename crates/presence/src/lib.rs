@@ -9,6 +9,7 @@
 //! - [`parse`]: PIDF → model, tolerant of RPID (RFC 4480), the data model (RFC 4479), CIPID (RFC 4482),
 //!   embedded XMPP `<show/>` and Microsoft extensions; DTDs are refused and the input size is capped.
 //! - [`generate`]: model → PIDF for an XMPP user's `pres:` or `sip:` entity (RFC 8048 §6.2).
+//! - [`subscription`]: the subscription table of RFC 8048 §5 and §7, both directions, with caps and timers.
 //!
 //! `docs/presence.md` lists the tables as implemented and every choice the RFCs left open.
 
@@ -16,7 +17,9 @@ pub mod generate;
 pub mod map;
 pub mod model;
 pub mod parse;
+pub mod subscription;
 
 pub use generate::{EntityError, EntityScheme, PidfEntity, to_pidf};
 pub use model::{Presence, ResourcePresence, Show, Status};
 pub use parse::{MAX_PIDF_SIZE, PidfError, parse_pidf, parse_pidf_with_limit};
+pub use subscription::{Action, SubscriptionConfig, SubscriptionState, SubscriptionTable};
