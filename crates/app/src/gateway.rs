@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::presence::PresenceSide;
 use crate::sip_side::SipSide;
 use crate::{certificates, echo, routing};
 use sixgate_sip_net::{SipConfig, SipDiscovery, SipService, SipTls};
@@ -35,6 +36,8 @@ pub struct Gateway {
     s2s: Arc<S2sService>,
     sip: Option<Arc<SipService>>,
     delivery: JoinHandle<()>,
+    /// The presence subscription table's timer task, when SIP runs.
+    presence_timers: Option<JoinHandle<()>>,
     routes: SharedRouteTable,
     /// The configuration running now, to tell what a reload can apply.
     config: Config,
@@ -91,6 +94,7 @@ impl Gateway {
         )
         .await?;
         let s2s = Arc::new(s2s);
+        let mut presence_timers = None;
         let sip_side = if uses_sip(&config) {
             let (inbound_tx, inbound_rx) = mpsc::channel(DELIVERY_QUEUE);
             let discovery = SipDiscovery::new(&sixgate_sip_net::DnsConfig {
@@ -113,8 +117,28 @@ impl Gateway {
             )
             .await?;
             info!(listen = ?sip.local_addrs(), "SIP over TLS started");
+            let sip = Arc::new(sip);
+            let contact_host = match &config.sip.via_host {
+                Some(host) => host.clone(),
+                None => sip
+                    .local_addrs()
+                    .first()
+                    .map(ToString::to_string)
+                    .context("the SIP service has no listener")?,
+            };
+            let contact =
+                sixgate_sip::message::Uri::parse(&format!("sip:{contact_host};transport=tls"))
+                    .context("the SIP Contact of the gateway")?;
+            let presence = Arc::new(PresenceSide::new(
+                sip.clone(),
+                s2s.clone(),
+                routes.clone(),
+                sixgate_sip::message::NameAddr::new(contact),
+            ));
+            presence_timers = Some(tokio::spawn(presence.clone().run_timers()));
             let side = Arc::new(SipSide {
-                sip: Arc::new(sip),
+                presence,
+                sip,
                 s2s: s2s.clone(),
                 routes: routes.clone(),
                 awaiting_error: std::sync::Mutex::default(),
@@ -137,6 +161,7 @@ impl Gateway {
             s2s,
             sip,
             delivery,
+            presence_timers,
             routes,
             config: started_with,
         })
@@ -188,6 +213,11 @@ impl Gateway {
         self.s2s.shutdown(SHUTDOWN_GRACE).await;
         self.delivery.abort();
         let _ = self.delivery.await;
+        // Subscriptions are in memory and end here without NOTIFY or stanza (docs/presence.md, "Restarts").
+        if let Some(timers) = self.presence_timers {
+            timers.abort();
+            let _ = timers.await;
+        }
     }
 }
 

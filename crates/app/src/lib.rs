@@ -7,6 +7,7 @@ pub mod dev_certificates;
 mod echo;
 mod gateway;
 mod pager;
+mod presence;
 mod routing;
 mod sip_side;
 

@@ -23,9 +23,10 @@ use sixgate_xmpp_proto::xml::Element;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::pager::{self, Identifiers, Outbound, Refusal};
+use crate::presence::PresenceSide;
 
 /// Methods we answer; everything else gets 405 (known methods) or 501 (unknown ones) with this list.
-const ALLOW: &str = "MESSAGE, OPTIONS";
+const ALLOW: &str = "MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY";
 
 /// How long a `MESSAGE` sent to XMPP waits, after its stanza is on its way, for an error from the recipient's
 /// server before it is answered 202. Servers answer a message to a user that does not exist at once, so a
@@ -39,6 +40,8 @@ pub(crate) struct SipSide {
     pub(crate) routes: SharedRouteTable,
     /// Stanza ids of MESSAGEs not yet answered, waiting for a possible error.
     pub(crate) awaiting_error: Mutex<HashMap<String, oneshot::Sender<Element>>>,
+    /// Presence federation (SUBSCRIBE, NOTIFY, `<presence/>`).
+    pub(crate) presence: Arc<PresenceSide>,
 }
 
 /// Where a request came from, according to the peer's certificate and the route table.
@@ -72,6 +75,38 @@ impl SipSide {
         let (request, peer, responder) = incoming.into_parts();
         let origin = self.origin(&peer.identities);
         let response = match request.method {
+            Method::Subscribe => {
+                // Only an edge may subscribe, for users of its own domains (the rule of MESSAGE).
+                match (uri_domain(&request.from.uri), &origin) {
+                    (Some(from_domain), Origin::Edge(domains))
+                        if domains.contains(&from_domain) =>
+                    {
+                        self.presence
+                            .subscribe(request, responder, from_domain)
+                            .await;
+                        return;
+                    }
+                    _ => {
+                        info!(
+                            ?origin,
+                            "SUBSCRIBE from a peer not authorized for its From domain"
+                        );
+                        reply(
+                            &request,
+                            403,
+                            "Only our edge proxies may subscribe, for their users",
+                        )
+                    }
+                }
+            }
+            Method::Notify => match &origin {
+                // NOTIFYs come from the edge we subscribed through; the dialog check does the rest.
+                Origin::Edge(_) => {
+                    self.presence.notify(request, responder).await;
+                    return;
+                }
+                Origin::Partner(_) => reply(&request, 481, "Subscription does not exist"),
+            },
             Method::Message => self.message(request.clone(), &origin).await,
             Method::Options => {
                 let mut response = reply(&request, 200, "OK");
@@ -269,6 +304,10 @@ impl SipSide {
         }
         match stanza.name() {
             "message" => {}
+            "presence" => {
+                self.presence.stanza(stanza).await;
+                return;
+            }
             "iq" => {
                 // RFC 6120 §8.2.3: every get/set gets an answer, and the SIP side serves none.
                 self.bounce(&stanza, StanzaCondition::ServiceUnavailable, "")

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sixgate_core::{Domain, Jid};
 
-use crate::model::{Presence, ResourcePresence};
+use crate::model::{Presence, ResourcePresence, Status};
 
 #[cfg(test)]
 mod tests;
@@ -795,10 +795,47 @@ impl<D: Clone + PartialEq + Debug> SubscriptionTable<D> {
         watcher: &Jid,
         presence: ResourcePresence,
     ) -> Vec<Action<D>> {
-        let pair = (watcher.to_bare(), contact.to_bare());
         let max = self.config.max_resources;
-        if let Some(fetch) = self.in_fetches.get_mut(&pair) {
-            merge_resource(&mut fetch.presence, presence.clone(), max);
+        self.update_contact(now, contact, watcher, |cached| {
+            merge_resource(cached, presence.clone(), max);
+            true
+        })
+    }
+
+    /// `<presence type='unavailable'/>` from the XMPP `contact`'s **bare** JID, addressed to the SIP `watcher`:
+    /// every cached resource of the contact becomes unavailable (with `status`, if the stanza had one). With
+    /// no resource cached nothing changes and nothing is sent. Delivery rules as for
+    /// [`xmpp_presence`](Self::xmpp_presence).
+    pub fn xmpp_contact_unavailable(
+        &mut self,
+        now: Instant,
+        contact: &Jid,
+        watcher: &Jid,
+        status: Option<Status>,
+    ) -> Vec<Action<D>> {
+        self.update_contact(now, contact, watcher, |cached| {
+            for slot in &mut cached.resources {
+                let mut closed = ResourcePresence::unavailable(std::mem::take(&mut slot.resource));
+                closed.status.clone_from(&status);
+                *slot = closed;
+            }
+            !cached.resources.is_empty()
+        })
+    }
+
+    /// Applies `update` to the pair's cached presence (a fetch in flight and the subscription); `update` says
+    /// whether it changed anything. Notifies an authorized subscription, coalesced per `notify_interval`.
+    fn update_contact(
+        &mut self,
+        now: Instant,
+        contact: &Jid,
+        watcher: &Jid,
+        update: impl Fn(&mut Presence) -> bool,
+    ) -> Vec<Action<D>> {
+        let pair = (watcher.to_bare(), contact.to_bare());
+        if let Some(fetch) = self.in_fetches.get_mut(&pair)
+            && update(&mut fetch.presence)
+        {
             // A probe answer only comes to an authorized watcher (RFC 6121 §4.3.2); wait briefly for the
             // contact's other resources.
             fetch.deadline = fetch.deadline.min(now + self.config.fetch_settle);
@@ -807,8 +844,7 @@ impl<D: Clone + PartialEq + Debug> SubscriptionTable<D> {
         let Some(entry) = self.inbound.get_mut(&pair) else {
             return Vec::new();
         };
-        merge_resource(&mut entry.presence, presence, max);
-        if !entry.authorized || entry.notify_due.is_some() {
+        if !update(&mut entry.presence) || !entry.authorized || entry.notify_due.is_some() {
             return Vec::new();
         }
         match entry.last_notify {

@@ -438,6 +438,67 @@ impl C2sClient {
         }
     }
 
+    /// Waits up to `timeout` for the next `<presence/>` (any type: subscription requests and answers
+    /// included), answering iq requests and skipping messages meanwhile. `Ok(None)` if none arrived.
+    pub async fn next_presence(&mut self, timeout: Duration) -> Result<Option<Element>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let event = self
+                .stream
+                .next_event(deadline)
+                .await
+                .with_context(|| self.stream.transcript())?;
+            match event {
+                None => return Ok(None),
+                Some(Event::Element(e)) if e.name == "stream:error" => {
+                    bail!("stream error: {}\n{}", e.to_xml(), self.stream.transcript())
+                }
+                Some(Event::Element(e)) if e.local_name() == "presence" => return Ok(Some(e)),
+                Some(Event::Element(e)) => self.handle_other(&e).await?,
+                Some(other) => bail!("unexpected {other:?}\n{}", self.stream.transcript()),
+            }
+        }
+    }
+
+    /// Fetches the roster (`jabber:iq:roster`), which makes this resource "interested" (RFC 6121 §2.1.6):
+    /// servers deliver subscription stanzas and roster pushes only to such resources.
+    pub async fn request_roster(&mut self, timeout: Duration) -> Result<Element> {
+        let id = self.new_id("roster");
+        self.stream
+            .send(&format!(
+                "<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+            ))
+            .await?;
+        self.wait_iq_result(&id, Instant::now() + timeout).await
+    }
+
+    /// Sends `<presence/>` of `kind` (`subscribe`, `subscribed`, `unsubscribe`, …; `None`: available) to
+    /// `to` (`None`: broadcast), with optional `<show/>` and `<status/>`.
+    pub async fn send_presence(
+        &mut self,
+        kind: Option<&str>,
+        to: Option<&str>,
+        show: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<()> {
+        let mut xml = String::from("<presence");
+        if let Some(kind) = kind {
+            xml.push_str(&format!(" type='{}'", escape(kind)));
+        }
+        if let Some(to) = to {
+            xml.push_str(&format!(" to='{}'", escape(to)));
+        }
+        xml.push('>');
+        if let Some(show) = show {
+            xml.push_str(&format!("<show>{}</show>", escape(show)));
+        }
+        if let Some(status) = status {
+            xml.push_str(&format!("<status>{}</status>", escape(status)));
+        }
+        xml.push_str("</presence>");
+        self.stream.send(&xml).await
+    }
+
     /// Collects every `<message/>` that arrives within `window`.
     pub async fn messages_within(&mut self, window: Duration) -> Result<Vec<ReceivedMessage>> {
         let deadline = Instant::now() + window;

@@ -14,6 +14,8 @@
 //! - [`process::Proc`]: a guard that stops a process by its PID when dropped,
 //! - [`evidence`]: the peers' log lines that show how an s2s stream was authenticated,
 //! - [`gateway_log`]: the in-process gateway's `tracing` output, captured into the run directory,
+//! - [`gateway_env`]: the in-process gateway with its SIP domain behind a test edge proxy, and the SIP
+//!   helpers of `tests/sip.rs` and `tests/presence.rs`,
 //! - [`run_test`]: all of the above around one test body.
 //!
 //! See `tests/interop/README.md` for the address plan and what each test proves.
@@ -22,6 +24,7 @@ pub mod c2s;
 pub mod dns;
 pub mod ejabberd;
 pub mod evidence;
+pub mod gateway_env;
 pub mod gateway_log;
 pub mod logs;
 pub mod pki;

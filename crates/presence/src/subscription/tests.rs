@@ -119,6 +119,51 @@ fn a_presence_is_coalesced_within_the_interval() {
 }
 
 #[test]
+fn a_bare_unavailable_closes_every_cached_resource() {
+    let now = t0();
+    let mut t = table();
+    t.sip_subscribe(now, &jid(W), &jid(C), None, 1);
+    // Nothing cached yet: nothing changes, nothing is sent.
+    assert!(
+        t.xmpp_contact_unavailable(now, &jid(C), &jid(W), None)
+            .is_empty()
+    );
+    t.xmpp_subscribed(now, &jid(C), &jid(W));
+    let a = secs_after(now, 10);
+    t.xmpp_presence(
+        a,
+        &jid("romeo@xmpp.example/a"),
+        &jid(W),
+        ResourcePresence::available("a"),
+    );
+    t.xmpp_presence(
+        secs_after(now, 20),
+        &jid("romeo@xmpp.example/b"),
+        &jid(W),
+        ResourcePresence::available("b"),
+    );
+    let mut closed_a = ResourcePresence::unavailable("a");
+    closed_a.status = Some(crate::Status::new("gone"));
+    let mut closed_b = ResourcePresence::unavailable("b");
+    closed_b.status = Some(crate::Status::new("gone"));
+    assert_eq!(
+        t.xmpp_contact_unavailable(
+            secs_after(now, 30),
+            &jid(C),
+            &jid(W),
+            Some(crate::Status::new("gone"))
+        ),
+        vec![notify(
+            1,
+            SubscriptionState::Active { expires: 3570 },
+            NotifyBody::Presence(Presence {
+                resources: vec![closed_a, closed_b]
+            })
+        )]
+    );
+}
+
+#[test]
 fn a_unsubscribed_rejects_and_removes() {
     let now = t0();
     let mut t = table();
