@@ -8,6 +8,7 @@ mod echo;
 mod gateway;
 mod pager;
 mod presence;
+pub mod presence_wire;
 mod routing;
 mod sip_side;
 
