@@ -282,46 +282,66 @@ impl Env {
         let dir = run.subdir("gateway")?;
         let toml = gateway_toml(&dir, &self.pki, &self.dns)?;
         std::fs::write(dir.join("gateway.toml"), &toml)?;
-        let log_path = dir.join("gateway.log");
-        let capture = gateway_log::capture_to(&log_path)?;
-        run.register_log("gateway", &log_path);
-        let s2s = SocketAddr::from((GATEWAY_IP, S2S_PORT));
-        let sip = gateway_sip_addr();
-        process::ensure_free(s2s)?;
-        process::ensure_free(sip)?;
-        let config = sixgate_app::config::parse(&toml, &dir)
-            .map_err(|e| anyhow!("gateway.toml rejected:\n{e}\n---\n{toml}"))?;
-        let gateway = sixgate_app::Gateway::start(config)
-            .await
-            .context("starting the gateway")?;
-        for addr in [s2s, sip] {
-            ensure!(
-                process::is_listening(addr)?,
-                "the gateway does not listen on {addr}"
-            );
-        }
-        let listening = process::check_loopback_only(&[std::process::id()])?;
-        println!(
-            "[gateway] listening on {} (loopback only)",
-            listening
-                .iter()
-                .map(|l| format!("{} {}", l.proto, l.local))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(RunningGateway {
-            gateway,
-            log: log_path,
-            _capture: capture,
-        })
+        start_gateway(run, dir, toml, 0).await
     }
 }
 
-/// The gateway and its log capture (which must outlive it).
+/// Starts the gateway in-process from `toml` (start number `generation`: 0 is `gateway.log`, later ones
+/// `gateway.<n>.log`) once its addresses are free, and checks it listens on loopback only.
+async fn start_gateway(
+    run: &RunDir,
+    dir: PathBuf,
+    toml: String,
+    generation: u32,
+) -> Result<RunningGateway> {
+    let (log_name, log_path) = match generation {
+        0 => ("gateway".to_owned(), dir.join("gateway.log")),
+        n => (format!("gateway-{n}"), dir.join(format!("gateway.{n}.log"))),
+    };
+    let capture = gateway_log::capture_to(&log_path)?;
+    run.register_log(&log_name, &log_path);
+    let s2s = SocketAddr::from((GATEWAY_IP, S2S_PORT));
+    let sip = gateway_sip_addr();
+    process::ensure_free(s2s)?;
+    process::ensure_free(sip)?;
+    let config = sixgate_app::config::parse(&toml, &dir)
+        .map_err(|e| anyhow!("gateway.toml rejected:\n{e}\n---\n{toml}"))?;
+    let gateway = sixgate_app::Gateway::start(config)
+        .await
+        .context("starting the gateway")?;
+    for addr in [s2s, sip] {
+        ensure!(
+            process::is_listening(addr)?,
+            "the gateway does not listen on {addr}"
+        );
+    }
+    let listening = process::check_loopback_only(&[std::process::id()])?;
+    println!(
+        "[{log_name}] listening on {} (loopback only)",
+        listening
+            .iter()
+            .map(|l| format!("{} {}", l.proto, l.local))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(RunningGateway {
+        gateway,
+        log: log_path,
+        _capture: capture,
+        dir,
+        toml,
+        generation,
+    })
+}
+
+/// The gateway and its log capture (which must outlive it), with what it was started from.
 pub struct RunningGateway {
     gateway: sixgate_app::Gateway,
     log: PathBuf,
     _capture: gateway_log::Capture,
+    dir: PathBuf,
+    toml: String,
+    generation: u32,
 }
 
 impl RunningGateway {
@@ -329,6 +349,45 @@ impl RunningGateway {
     pub async fn shutdown(self, test: &str) {
         print_gateway_lines(test, &self.log);
         self.gateway.shutdown().await;
+    }
+
+    /// The current gateway's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Restarts the gateway: [`sixgate_app::Gateway::shutdown`], waits (at most 10 s) until its s2s and
+    /// SIP addresses are free, then starts a new gateway from the same `gateway.toml` on the same addresses,
+    /// logging to `gateway.<n>.log`. Nothing survives but the configuration (the process's memory is gone,
+    /// as in a real restart).
+    pub async fn restart(self, test: &str, run: &RunDir) -> Result<Self> {
+        let Self {
+            gateway,
+            log,
+            _capture: capture,
+            dir,
+            toml,
+            generation,
+        } = self;
+        print_gateway_lines(test, &log);
+        let started = Instant::now();
+        gateway.shutdown().await;
+        // The capture switches the global log target: stop it before the next one starts.
+        drop(capture);
+        let addrs = [SocketAddr::from((GATEWAY_IP, S2S_PORT)), gateway_sip_addr()];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !addrs.iter().all(|a| process::ensure_free(*a).is_ok()) {
+            ensure!(
+                Instant::now() < deadline,
+                "[{test}] the gateway's addresses are still in use 10 s after its shutdown"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "[{test}] gateway shut down; addresses free after {:.2} s; starting it again",
+            started.elapsed().as_secs_f64()
+        );
+        start_gateway(run, dir, toml, generation + 1).await
     }
 }
 

@@ -7,6 +7,7 @@
 //! | `presence2_…` | the edge's watcher alice subscribes to bob: NOTIFY pending; bob approves; NOTIFY active with PIDF; bob sets dnd + status; the edge's NOTIFY parses to dnd + status, with no tuple for an empty resource |
 //! | `presence3_…` | unsubscribe both ways: the watcher's `Expires: 0` ends with NOTIFY terminated; bob's `unsubscribe` reaches the edge as `Expires: 0` in the dialog |
 //! | `presence4_…` | after flow 1, the edge revokes (in-dialog NOTIFY `terminated;reason=rejected`): bob gets `unsubscribed` from `alice@corp.example` |
+//! | `presence5_…` | flows 1 and 2, then a gateway restart: the watcher's refresh gets 481 and its new SUBSCRIBE is active again with bob's presence; the edge's NOTIFY in the old dialog gets 481; bob's re-login probe only fetches (no subscription); bob's re-subscribe restores it |
 //! | `presence_ejabberd_…` | flow 1 with ejabberd |
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ use anyhow::{Result, anyhow, ensure};
 use sixgate_interop::c2s::C2sClient;
 use sixgate_interop::gateway_env::{
     CORP, EDGE_IP, Env, SIP_USER, TIMEOUT, XMPP_USER, answer, ensure_host, expect_request,
-    print_request, send_from,
+    print_request, print_response, send_from,
 };
 use sixgate_interop::run::RunDir;
 use sixgate_interop::sip_peer::{SIP_PORT, SipPeer, status_line};
@@ -30,6 +31,7 @@ use sixgate_sip::dialog::{
 use sixgate_sip::message::{
     CallId, HeaderName, Method, NameAddr, StatusCode, SubState, Token, Uri,
 };
+use sixgate_sip_net::IncomingRequest;
 use tokio::time::Instant;
 
 /// The PIDF media type (RFC 3863).
@@ -225,6 +227,458 @@ fn presence4_prosody_sip_contact_revokes() {
     });
 }
 
+#[test]
+fn presence5_prosody_gateway_restart() {
+    run_test("presence5", async |run: &RunDir| -> Result<()> {
+        let test = "presence5";
+        let env = Env::new(run)?;
+        let prosody = env.prosody(run)?;
+        let gateway = env.gateway(run).await?;
+        let mut edge = env.edge().await?;
+        let mut bob = env.prosody_bob(&prosody).await?;
+        let alice = format!("{SIP_USER}@{CORP}");
+
+        // Both directions live: bob → alice (flow 1) and the edge's watcher → bob (flow 2).
+        let (mut notifier, flow1_subscribe) =
+            xmpp_subscribes_to_sip(test, &mut edge, &mut bob).await?;
+        let watcher = sip_subscribes_to_xmpp(test, &mut edge, &mut bob).await?;
+        println!(
+            "[{test}] before the restart, bob's roster item for {alice}: {}",
+            roster_item(&mut bob, &alice).await?
+        );
+
+        // The restart: shutdown, then a new gateway from the same gateway.toml on the same addresses.
+        let gateway = gateway.restart(test, run).await?;
+        let at_edge = edge_requests_within(test, &mut edge, Duration::from_secs(1)).await?;
+        let at_bob = presences_within(&mut bob, Duration::from_millis(500)).await?;
+        println!(
+            "[{test}] OBSERVED across the restart: {} request(s) at the edge, {} presence(s) at bob {:?}",
+            at_edge.len(),
+            at_bob.len(),
+            at_bob.iter().map(|p| p.to_xml()).collect::<Vec<_>>()
+        );
+        ensure!(
+            at_edge.is_empty(),
+            "[{test}] the shutdown or the start sent the edge {at_edge:?}"
+        );
+        ensure!(
+            at_bob.is_empty(),
+            "[{test}] the shutdown or the start sent bob {at_bob:?}"
+        );
+
+        // (a) The watcher's refresh in its old dialog → 481; a new SUBSCRIBE → pending, then active with
+        // bob's dnd (the new gateway sends `subscribe`; Prosody answers it because bob approved before).
+        let mut old_watcher = watcher;
+        let mut refresh = old_watcher.request(Method::Subscribe)?;
+        sip_dialog::set_presence_event(&mut refresh.headers, None);
+        sip_dialog::set_expires(&mut refresh.headers, 600);
+        refresh.headers.set(HeaderName::ACCEPT, PIDF)?;
+        let started = Instant::now();
+        let response = send_from(&edge, refresh).await?;
+        print_response(test, &response, started);
+        ensure!(
+            response.status.as_u16() == 481,
+            "[{test}] the refresh in the old dialog was answered {}, not 481",
+            status_line(&response)
+        );
+        let subscribe = watcher_subscribe(2)?;
+        let started = Instant::now();
+        let response = send_from(&edge, subscribe.clone()).await?;
+        print_response(test, &response, started);
+        ensure!(
+            response.status.as_u16() == 202,
+            "[{test}] the new SUBSCRIBE was answered {}",
+            status_line(&response)
+        );
+        // The new gateway sends `subscribe`; Prosody answers it itself (bob approved alice before):
+        // `subscribed`, bob's presence, and, since bob is subscribed to alice too, a `probe` to alice.
+        // That probe finds no subscription in the new table, so it becomes a §7 fetch (SUBSCRIBE
+        // Expires: 0 on a new dialog) at the edge, interleaved with the watcher's NOTIFYs.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut first = None;
+        let mut active = None;
+        let mut fetch = None;
+        while active.is_none() || fetch.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let incoming = edge.next_request(left).await.ok_or_else(|| {
+                anyhow!(
+                    "[{test}] after the new SUBSCRIBE: NOTIFY active with dnd {}, fetch SUBSCRIBE {} \
+                     within {TIMEOUT:?}",
+                    if active.is_some() { "came" } else { "missing" },
+                    if fetch.is_some() { "came" } else { "missing" },
+                )
+            })?;
+            let request = incoming.request.clone();
+            if request.method == Method::Subscribe {
+                print_request(test, "edge received after the new SUBSCRIBE", &request);
+                ensure!(fetch.is_none(), "[{test}] a second SUBSCRIBE");
+                fetch = Some(incoming);
+                continue;
+            }
+            ensure!(
+                request.method == Method::Notify && request.call_id == subscribe.call_id,
+                "[{test}] expected a NOTIFY in the new watcher dialog: {} {}",
+                request.method,
+                request.call_id
+            );
+            answer(incoming, 200)?;
+            let state = sip_dialog::notify_state(&request)?;
+            let presence = if request.body.is_empty() {
+                None
+            } else {
+                Some(parse_pidf(&request.body)?)
+            };
+            println!("[{test}] edge received NOTIFY {state} with {presence:?}");
+            first.get_or_insert_with(|| state.clone());
+            let dnd = presence.as_ref().is_some_and(|p| {
+                p.resources.iter().any(|r| {
+                    r.available
+                        && r.show == Some(Show::Dnd)
+                        && r.status.as_ref().is_some_and(|s| s.text == "In a meeting")
+                })
+            });
+            if state.state == SubState::Active && dnd {
+                active = Some((state, presence));
+            }
+        }
+        let first = first.ok_or_else(|| anyhow!("[{test}] no NOTIFY"))?;
+        ensure!(
+            first.state == SubState::Pending,
+            "[{test}] the new subscription's first NOTIFY is {first}"
+        );
+        let (state, presence) = active.ok_or_else(|| anyhow!("[{test}] no active NOTIFY"))?;
+        println!(
+            "[{test}] RESULT (a) refresh in the old dialog -> 481; new SUBSCRIBE -> 202, NOTIFY \
+             {first}, then NOTIFY {state} with {presence:?} after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        let fetch = fetch.ok_or_else(|| anyhow!("[{test}] no fetch"))?;
+        let fetch_expires = fetch.request.headers.expires()?;
+        ensure!(
+            fetch_expires == Some(0),
+            "[{test}] the probe's SUBSCRIBE has Expires {fetch_expires:?}, not 0 (a fetch)"
+        );
+        ensure!(
+            fetch.request.call_id != flow1_subscribe.call_id && fetch.request.to.tag().is_none(),
+            "[{test}] the fetch is not on a new dialog"
+        );
+        let mut fetch_dialog = edge_accepts(fetch, "edge-tag-fetch", 0)?;
+        let notify = alice_notify(
+            &mut fetch_dialog,
+            &SubscriptionStatus::Terminated {
+                reason: Some(TerminationReason::Timeout),
+                retry_after: None,
+            },
+            None,
+            "Back at my desk",
+        )?;
+        let response = send_from(&edge, notify).await?;
+        ensure!(
+            response.status.as_u16() == 200,
+            "[{test}] the fetch's NOTIFY terminated was answered {}",
+            status_line(&response)
+        );
+        let from_alice = |p: &sixgate_interop::xml::Element| {
+            p.attr("from").is_some_and(|f| f.starts_with(&alice))
+        };
+        let mut bob_saw = Vec::new();
+        let fetched = wait_presence(&mut bob, TIMEOUT, |p| {
+            from_alice(p) && p.attr("type").is_none()
+        })
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                "[{test}] bob got no presence from the fetch\n{}",
+                bob.transcript()
+            )
+        })?;
+        ensure!(
+            fetched.child("status").map(|s| s.text()).as_deref() == Some("Back at my desk"),
+            "[{test}] the fetched presence: {}",
+            fetched.to_xml()
+        );
+        bob_saw.extend(presences_within(&mut bob, Duration::from_millis(500)).await?);
+        println!(
+            "[{test}] OBSERVED (a) bob's client was not asked again (Prosody answered the gateway's \
+             subscribe itself); it received the fetch's {} and then {:?}",
+            fetched.to_xml(),
+            bob_saw.iter().map(|p| p.to_xml()).collect::<Vec<_>>()
+        );
+        ensure!(
+            !bob_saw.iter().any(|p| p.attr("type") == Some("subscribe")),
+            "[{test}] bob was asked to approve alice again"
+        );
+
+        // (b) The edge's notifier (flow 1's dialog) sends alice's new state in its old dialog → 481; bob
+        // sees nothing, and the fetch left no subscription behind: the gateway subscribes to nothing.
+        let notify = alice_notify(
+            &mut notifier,
+            &SubscriptionStatus::Active { expires: 3000 },
+            Some(Show::Chat),
+            "Free to talk",
+        )?;
+        let started = Instant::now();
+        let response = send_from(&edge, notify).await?;
+        print_response(test, &response, started);
+        ensure!(
+            response.status.as_u16() == 481,
+            "[{test}] the NOTIFY in the old subscriber dialog was answered {}, not 481",
+            status_line(&response)
+        );
+        let seen = wait_presence(&mut bob, Duration::from_secs(1), from_alice).await?;
+        ensure!(
+            seen.is_none(),
+            "[{test}] bob received {seen:?} after a NOTIFY answered 481"
+        );
+        // (Only NOTIFYs in the watcher's new dialog may come: Prosody sent bob's presence twice, and
+        // the gateway sends at most one NOTIFY per second per pair.)
+        let later = edge_requests_within(test, &mut edge, Duration::from_secs(2)).await?;
+        ensure!(
+            later
+                .iter()
+                .all(|r| r.method == Method::Notify && r.call_id == subscribe.call_id),
+            "[{test}] after the fetch the gateway sent the edge {later:?}"
+        );
+        println!(
+            "[{test}] bob's roster item for {alice} after the restart: {}",
+            roster_item(&mut bob, &alice).await?
+        );
+        println!(
+            "[{test}] RESULT (b) NOTIFY in the old dialog -> 481, nothing reaches bob; Prosody's probe \
+             -> one fetch (SUBSCRIBE Expires: 0) -> bob received {}; no SUBSCRIBE within 2 s after it",
+            fetched.to_xml()
+        );
+
+        // bob logs in again: Prosody probes alice again, less than probe_interval (60 s) after the
+        // first probe, so the gateway sends nothing (§9.1 rate limit) and bob sees no presence of alice.
+        bob.close().await;
+        let mut bob = env.prosody_bob(&prosody).await?;
+        bob.request_roster(TIMEOUT).await?;
+        let relogin = edge_requests_within(test, &mut edge, Duration::from_secs(2)).await?;
+        let seen = wait_presence(&mut bob, Duration::from_millis(500), from_alice).await?;
+        ensure!(
+            relogin.iter().all(|r| r.method == Method::Notify),
+            "[{test}] bob's re-login made the gateway send the edge a SUBSCRIBE"
+        );
+        ensure!(
+            seen.is_none(),
+            "[{test}] bob received presence from alice after his re-login: {seen:?}"
+        );
+        let notify = alice_notify(
+            &mut notifier,
+            &SubscriptionStatus::Active { expires: 3000 },
+            Some(Show::Xa),
+            "Gone home",
+        )?;
+        let response = send_from(&edge, notify).await?;
+        ensure!(
+            response.status.as_u16() == 481,
+            "[{test}] the second NOTIFY in the old dialog was answered {}",
+            status_line(&response)
+        );
+        println!(
+            "[{test}] RESULT (b) bob's re-login (probe within 60 s) -> only NOTIFYs to the watcher \
+             ({} request(s)), no SUBSCRIBE, no presence of alice at bob; the old dialog still gets 481",
+            relogin.len()
+        );
+
+        // Recovery: bob subscribes again → a new subscription (SUBSCRIBE on a new dialog); the edge's
+        // NOTIFY active reaches bob.
+        bob.send_presence(Some("subscribe"), Some(&alice), None, None)
+            .await?;
+        let incoming = loop {
+            let incoming = expect_request(test, &mut edge, "the re-subscribe").await?;
+            if incoming.request.method == Method::Notify {
+                answer(incoming, 200)?;
+                continue;
+            }
+            break incoming;
+        };
+        print_request(
+            test,
+            "edge received after bob's subscribe",
+            &incoming.request,
+        );
+        let expires = incoming.request.headers.expires()?.unwrap_or(3600);
+        ensure!(
+            incoming.request.method == Method::Subscribe && expires > 0,
+            "[{test}] expected a SUBSCRIBE with Expires > 0"
+        );
+        let mut renewed = edge_accepts(incoming, "edge-tag-2", expires)?;
+        let notify = alice_notify(
+            &mut renewed,
+            &SubscriptionStatus::Active { expires },
+            Some(Show::Xa),
+            "Gone home",
+        )?;
+        let response = send_from(&edge, notify).await?;
+        ensure!(
+            response.status.as_u16() == 200,
+            "[{test}] NOTIFY in the new dialog answered {}",
+            status_line(&response)
+        );
+        let subscribed = std::cell::Cell::new(false);
+        let restored = wait_presence(&mut bob, TIMEOUT, |p| {
+            if p.attr("type") == Some("subscribed") {
+                println!("[{test}] bob received {}", p.to_xml());
+                subscribed.set(true);
+            }
+            from_alice(p)
+                && p.attr("type").is_none()
+                && p.child("status").is_some_and(|s| s.text() == "Gone home")
+        })
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                "[{test}] bob got no presence after re-subscribing\n{}",
+                bob.transcript()
+            )
+        })?;
+        println!(
+            "[{test}] RESULT recovery: bob's subscribe -> SUBSCRIBE Expires: {expires} on a new dialog; \
+             NOTIFY active -> bob received {} (a `subscribed` reached bob's client: {})",
+            restored.to_xml(),
+            subscribed.get()
+        );
+        gateway.shutdown(test).await;
+        Ok(())
+    });
+}
+
+/// alice's item in bob's roster (its `subscription` and `ask`), as XML.
+async fn roster_item(bob: &mut C2sClient, jid: &str) -> Result<String> {
+    let roster = bob.request_roster(TIMEOUT).await?;
+    let item = roster.child("query").and_then(|q| {
+        q.children.iter().find_map(|n| match n {
+            sixgate_interop::xml::Node::Element(e) if e.attr("jid") == Some(jid) => {
+                Some(e.to_xml())
+            }
+            _ => None,
+        })
+    });
+    Ok(item.unwrap_or_else(|| "none".to_owned()))
+}
+
+/// Every `<presence/>` bob receives within `window`.
+async fn presences_within(
+    client: &mut C2sClient,
+    window: Duration,
+) -> Result<Vec<sixgate_interop::xml::Element>> {
+    let deadline = Instant::now() + window;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(out);
+        }
+        match client.next_presence(left).await? {
+            Some(p) => out.push(p),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Every request the gateway sends the edge within `window`: NOTIFYs are answered 200, anything else 500
+/// (printed either way).
+async fn edge_requests_within(
+    test: &str,
+    edge: &mut SipPeer,
+    window: Duration,
+) -> Result<Vec<Request>> {
+    let deadline = Instant::now() + window;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(out);
+        }
+        let Some(incoming) = edge.next_request(left).await else {
+            return Ok(out);
+        };
+        let request = incoming.request.clone();
+        print_request(test, "edge received", &request);
+        answer(
+            incoming,
+            if request.method == Method::Notify {
+                200
+            } else {
+                500
+            },
+        )?;
+        out.push(request);
+    }
+}
+
+/// The edge accepts a SUBSCRIBE from the gateway as alice's notifier: 202 with `Expires: expires`.
+fn edge_accepts(incoming: IncomingRequest, tag: &str, expires: u32) -> Result<Dialog> {
+    let dialog = Dialog::as_notifier(&incoming.request, Token::new(tag)?, edge_contact(), 1)?;
+    let mut response = dialog.response(&incoming.request, StatusCode::ACCEPTED, "Accepted");
+    sip_dialog::set_expires(&mut response.headers, expires);
+    incoming.respond(response).map_err(|e| anyhow!("{e}"))?;
+    Ok(dialog)
+}
+
+/// alice's presence as the edge's NOTIFY carries it: resource "pc", available, `show`, `status`.
+fn alice_presence(show: Option<Show>, status: &str) -> Presence {
+    Presence {
+        resources: vec![ResourcePresence {
+            resource: "pc".to_owned(),
+            available: true,
+            show,
+            status: Some(Status {
+                text: status.to_owned(),
+                lang: None,
+            }),
+            priority: 0,
+        }],
+    }
+}
+
+/// The edge's next NOTIFY in `dialog` (a notifier dialog for alice): `state` and alice's PIDF.
+fn alice_notify(
+    dialog: &mut Dialog,
+    state: &SubscriptionStatus,
+    show: Option<Show>,
+    status: &str,
+) -> Result<Request> {
+    let alice = sixgate_core::Jid::parse(&format!("{SIP_USER}@{CORP}"))?;
+    let entity = PidfEntity::new(&alice, EntityScheme::Sip)?;
+    let mut notify = dialog.request(Method::Notify)?;
+    sip_dialog::set_presence_event(&mut notify.headers, None);
+    sip_dialog::set_subscription_state(&mut notify.headers, state);
+    notify.headers.set(HeaderName::CONTENT_TYPE, PIDF)?;
+    notify.body = to_pidf(&alice_presence(show, status), &entity).into_bytes();
+    Ok(notify)
+}
+
+/// The edge's watcher alice's SUBSCRIBE number `n` (a new dialog: own Call-ID and From tag) for bob,
+/// `Expires: 600`.
+fn watcher_subscribe(n: u32) -> Result<Request> {
+    let to = Uri::parse(&format!("sip:{XMPP_USER}@{PROSODY_DOMAIN}"))?;
+    let mut from = NameAddr::new(Uri::parse(&format!("sip:{SIP_USER}@{CORP}"))?);
+    from.params
+        .set("tag", Some(format!("watcher-{n}").as_str()))?;
+    let call_id = CallId::parse(&format!(
+        "watch-{n}-{}@edge.corp.example",
+        std::process::id()
+    ))?;
+    let mut subscribe = Request::new(
+        Method::Subscribe,
+        to.clone(),
+        from,
+        NameAddr::new(to),
+        call_id,
+        1,
+    );
+    subscribe
+        .headers
+        .push(HeaderName::CONTACT, edge_contact().to_string())?;
+    sip_dialog::set_presence_event(&mut subscribe.headers, None);
+    sip_dialog::set_expires(&mut subscribe.headers, 600);
+    subscribe.headers.set(HeaderName::ACCEPT, PIDF)?;
+    Ok(subscribe)
+}
+
 /// Flow 1: bob subscribes to alice; the edge accepts and notifies away + note. Returns the edge's notifier
 /// dialog and the SUBSCRIBE.
 async fn xmpp_subscribes_to_sip(
@@ -263,27 +717,12 @@ async fn xmpp_subscribes_to_sip(
     sip_dialog::set_expires(&mut response.headers, expires);
     incoming.respond(response).map_err(|e| anyhow!("{e}"))?;
 
-    let presence = Presence {
-        resources: vec![ResourcePresence {
-            resource: "pc".to_owned(),
-            available: true,
-            show: Some(Show::Away),
-            status: Some(Status {
-                text: "Out for lunch".to_owned(),
-                lang: None,
-            }),
-            priority: 0,
-        }],
-    };
-    let entity = PidfEntity::new(&sixgate_core::Jid::parse(&alice)?, EntityScheme::Sip)?;
-    let mut notify = dialog.request(Method::Notify)?;
-    sip_dialog::set_presence_event(&mut notify.headers, None);
-    sip_dialog::set_subscription_state(
-        &mut notify.headers,
+    let notify = alice_notify(
+        &mut dialog,
         &SubscriptionStatus::Active { expires },
-    );
-    notify.headers.set(HeaderName::CONTENT_TYPE, PIDF)?;
-    notify.body = to_pidf(&presence, &entity).into_bytes();
+        Some(Show::Away),
+        "Out for lunch",
+    )?;
     let answer = send_from(edge, notify).await?;
     ensure!(
         answer.status.as_u16() == 200,
@@ -330,25 +769,7 @@ async fn sip_subscribes_to_xmpp(
     bob: &mut C2sClient,
 ) -> Result<Dialog> {
     bob.request_roster(TIMEOUT).await?;
-    let bob_uri = format!("sip:{XMPP_USER}@{PROSODY_DOMAIN}");
-    let to = Uri::parse(&bob_uri)?;
-    let mut from = NameAddr::new(Uri::parse(&format!("sip:{SIP_USER}@{CORP}"))?);
-    from.params.set("tag", Some("watcher-1"))?;
-    let call_id = CallId::parse(&format!("watch-{}@edge.corp.example", std::process::id()))?;
-    let mut subscribe = Request::new(
-        Method::Subscribe,
-        to.clone(),
-        from,
-        NameAddr::new(to),
-        call_id,
-        1,
-    );
-    subscribe
-        .headers
-        .push(HeaderName::CONTACT, edge_contact().to_string())?;
-    sip_dialog::set_presence_event(&mut subscribe.headers, None);
-    sip_dialog::set_expires(&mut subscribe.headers, 600);
-    subscribe.headers.set(HeaderName::ACCEPT, PIDF)?;
+    let subscribe = watcher_subscribe(1)?;
     let response = send_from(edge, subscribe.clone()).await?;
     ensure!(
         response.status.as_u16() == 202,
