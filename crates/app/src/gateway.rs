@@ -24,6 +24,8 @@ use sixgate_sip_net::{SipConfig, SipDiscovery, SipService, SipTls};
 
 /// Stanzas waiting for local delivery; beyond this, s2s reads pause (back-pressure instead of memory).
 const DELIVERY_QUEUE: usize = 1024;
+/// How long shutdown waits for SIP watchers to answer their final NOTIFY.
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for streams to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long we wait for a peer's `</stream:stream>` after ours (Prosody's `s2s_close_timeout` is 5 s).
@@ -36,6 +38,8 @@ pub struct Gateway {
     s2s: Arc<S2sService>,
     sip: Option<Arc<SipService>>,
     delivery: JoinHandle<()>,
+    /// Presence federation, when SIP runs.
+    presence: Option<Arc<PresenceSide>>,
     /// The presence subscription table's timer task, when SIP runs.
     presence_timers: Option<JoinHandle<()>>,
     routes: SharedRouteTable,
@@ -151,6 +155,7 @@ impl Gateway {
         let domains: Vec<&str> = local_domains.iter().map(|d| d.as_str()).collect();
         info!(listen = ?s2s.local_addrs(), domains = ?domains, "gateway started");
         let sip = sip_side.as_ref().map(|side| side.sip.clone());
+        let presence = sip_side.as_ref().map(|side| side.presence.clone());
         let delivery = tokio::spawn(deliver_locally(
             deliver_rx,
             routes.clone(),
@@ -160,6 +165,7 @@ impl Gateway {
         Ok(Self {
             s2s,
             sip,
+            presence,
             delivery,
             presence_timers,
             routes,
@@ -207,13 +213,17 @@ impl Gateway {
     /// Closes every stream cleanly and stops.
     pub async fn shutdown(self) {
         info!("shutting down");
+        // Before the SIP service stops: SIP watchers are told to re-subscribe (the table is in memory).
+        if let Some(presence) = &self.presence {
+            presence.deactivate_watchers(NOTIFY_GRACE).await;
+        }
         if let Some(sip) = &self.sip {
             sip.shutdown();
         }
         self.s2s.shutdown(SHUTDOWN_GRACE).await;
         self.delivery.abort();
         let _ = self.delivery.await;
-        // Subscriptions are in memory and end here without NOTIFY or stanza (docs/presence.md, "Restarts").
+        // XMPP users' subscriptions end here without a stanza (docs/presence.md, "Restarts").
         if let Some(timers) = self.presence_timers {
             timers.abort();
             let _ = timers.await;

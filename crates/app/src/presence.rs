@@ -46,6 +46,8 @@ const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10
 struct NotifierDialog {
     dialog: Dialog,
     hop: NextHop,
+    /// The XMPP contact the watcher subscribed to (the PIDF entity of the dialog's NOTIFYs).
+    contact: Jid,
 }
 
 /// A SUBSCRIBE we sent (direction B), with its dialog once a 2xx or NOTIFY created it.
@@ -129,6 +131,45 @@ impl PresenceSide {
         let result = f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
         self.wake.notify_one();
         result
+    }
+
+    /// Ends every SIP watcher's subscription with NOTIFY `terminated;reason=deactivated` (RFC 6665 §4.2.2:
+    /// the watcher may re-subscribe at once), so that after a restart watchers come back straight away
+    /// instead of at their next refresh, up to hours later. Waits at most `grace` for the answers.
+    pub(crate) async fn deactivate_watchers(&self, grace: std::time::Duration) {
+        let notifies: Vec<(Request, NextHop)> = self.with_state(|state| {
+            let terminated = SubscriptionState::Terminated {
+                reason: Some(sixgate_presence::subscription::TerminationReason::Deactivated),
+                retry_after: None,
+            };
+            state
+                .dialogs
+                .notifier
+                .drain()
+                .filter_map(|(_, mut notifier)| {
+                    let request = build_notify(
+                        &mut notifier.dialog,
+                        &notifier.contact,
+                        &terminated,
+                        sixgate_presence::subscription::NotifyBody::None,
+                    )?;
+                    Some((request, notifier.hop))
+                })
+                .collect()
+        });
+        if notifies.is_empty() {
+            return;
+        }
+        info!(
+            watchers = notifies.len(),
+            "ending SIP watchers' subscriptions before shutdown"
+        );
+        let mut sends = tokio::task::JoinSet::new();
+        for (request, hop) in notifies {
+            let sip = self.sip.clone();
+            sends.spawn(async move { sip.send_request(&hop, request).await });
+        }
+        let _ = tokio::time::timeout(grace, sends.join_all()).await;
     }
 
     /// Drives the table's timers until the task is aborted.
@@ -280,6 +321,7 @@ impl PresenceSide {
                             NotifierDialog {
                                 dialog: response_dialog.clone(),
                                 hop: edge_hop(&edge, &from_domain),
+                                contact: contact.clone(),
                             },
                         );
                     }

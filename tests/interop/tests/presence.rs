@@ -7,7 +7,7 @@
 //! | `presence2_…` | the edge's watcher alice subscribes to bob: NOTIFY pending; bob approves; NOTIFY active with PIDF; bob sets dnd + status; the edge's NOTIFY parses to dnd + status, with no tuple for an empty resource |
 //! | `presence3_…` | unsubscribe both ways: the watcher's `Expires: 0` ends with NOTIFY terminated; bob's `unsubscribe` reaches the edge as `Expires: 0` in the dialog |
 //! | `presence4_…` | after flow 1, the edge revokes (in-dialog NOTIFY `terminated;reason=rejected`): bob gets `unsubscribed` from `alice@corp.example` |
-//! | `presence5_…` | flows 1 and 2, then a gateway restart: the watcher's refresh gets 481 and its new SUBSCRIBE is active again with bob's presence; the edge's NOTIFY in the old dialog gets 481; bob's re-login probe only fetches (no subscription); bob's re-subscribe restores it |
+//! | `presence5_…` | flows 1 and 2, then a gateway restart: shutdown sends the watcher NOTIFY `terminated;reason=deactivated`; the watcher's refresh gets 481 and its new SUBSCRIBE is active again with bob's presence; the edge's NOTIFY in the old dialog gets 481; bob's re-login probe only fetches (no subscription); bob's re-subscribe restores it |
 //! | `presence_ejabberd_…` | flow 1 with ejabberd |
 
 use std::time::Duration;
@@ -257,9 +257,16 @@ fn presence5_prosody_gateway_restart() {
             at_bob.len(),
             at_bob.iter().map(|p| p.to_xml()).collect::<Vec<_>>()
         );
+        // Shutdown ends the watcher's subscription with NOTIFY terminated;reason=deactivated (RFC 6665 §4.2.2),
+        // which tells it to re-subscribe at once; nothing else reaches the edge.
         ensure!(
-            at_edge.is_empty(),
-            "[{test}] the shutdown or the start sent the edge {at_edge:?}"
+            at_edge.len() == 1
+                && at_edge[0].method == Method::Notify
+                && at_edge[0]
+                    .headers
+                    .get(&HeaderName::SUBSCRIPTION_STATE)
+                    .is_some_and(|state| state.replace(' ', "") == "terminated;reason=deactivated"),
+            "[{test}] expected one NOTIFY terminated;reason=deactivated at the edge, got {at_edge:?}"
         );
         ensure!(
             at_bob.is_empty(),
@@ -597,14 +604,15 @@ async fn edge_requests_within(
         };
         let request = incoming.request.clone();
         print_request(test, "edge received", &request);
-        answer(
-            incoming,
-            if request.method == Method::Notify {
-                200
-            } else {
-                500
-            },
-        )?;
+        let status = if request.method == Method::Notify {
+            200
+        } else {
+            500
+        };
+        // The NOTIFY the old gateway sent while shutting down is read after it is gone: no one to answer.
+        if let Err(error) = answer(incoming, status) {
+            println!("[{test}] (answer not sent: {error})");
+        }
         out.push(request);
     }
 }
