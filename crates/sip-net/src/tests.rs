@@ -6,17 +6,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
+use rustls_pki_types::ServerName;
 use sixgate_core::Domain;
 use sixgate_dns::testing::{TestDns, a, srv};
 use sixgate_pki::TrustStore;
 use sixgate_sip::message::{CallId, HeaderName, Method, NameAddr, StatusCode, Uri};
 use sixgate_sip::transaction::TransactionConfig;
 use sixgate_sip::{Frame, Framer, Message, Request, Response};
+use sixgate_tls::testing::TestPki as Pki;
 use sixgate_tls::{ClientAuth, LocalCertificates, client_config, server_config};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,50 +28,17 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A test certificate authority issuing RFC 5922 domain certificates.
-struct Pki {
-    issuer: Issuer<'static, KeyPair>,
-    certificate: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.self_signed(&key).unwrap();
-        Self {
-            issuer: Issuer::new(params, key),
-            certificate: certificate.der().clone(),
-        }
-    }
-
-    fn trust(&self) -> TrustStore {
-        TrustStore::from_der_certs([self.certificate.clone()]).unwrap()
-    }
-
-    /// Our certificate for `domain`: SAN URI `sip:<domain>` and DNS name `<domain>`, serverAuth only, as
-    /// public CAs issue them since clientAuth was dropped.
-    fn local(&self, domain: &str) -> LocalCertificates {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![
+/// Our certificate for `domain` from `pki`: SAN URI `sip:<domain>` and DNS name `<domain>`, serverAuth only,
+/// as public CAs issue them since clientAuth was dropped.
+fn sip_local(pki: &Pki, domain: &str) -> LocalCertificates {
+    pki.local_with(
+        domain,
+        vec![
             SanType::URI(format!("sip:{domain}").try_into().unwrap()),
             SanType::DnsName(domain.try_into().unwrap()),
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let certified = LocalCertificates::from_der(vec![certificate.der().clone()], key).unwrap();
-        let mut local = LocalCertificates::new();
-        local.insert(domain_of(domain), certified);
-        local
-    }
+        ],
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    )
 }
 
 fn domain_of(text: &str) -> Domain {
@@ -242,8 +207,8 @@ const RAW_MESSAGE: &str = "MESSAGE sip:bob@b.example SIP/2.0\r\n\
 #[tokio::test]
 async fn message_over_mutual_tls_with_identities_checked_both_ways() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::OK);
 
@@ -279,8 +244,8 @@ async fn via_host_is_our_sent_by() {
         via_host: Some("sip.a.example:5061".to_owned()),
         ..SipConfig::default()
     };
-    let a = Node::start_with(pki.local("a.example"), pki.trust(), no_dns(), config).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start_with(sip_local(&pki, "a.example"), pki.trust(), no_dns(), config).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::ACCEPTED);
     let request = message(
@@ -307,8 +272,8 @@ async fn forwarded_request_keeps_a_loop_mark_and_a_loop_is_refused() {
         via_host: Some("sip.a.example:5061".to_owned()),
         ..SipConfig::default()
     };
-    let a = Node::start_with(pki.local("a.example"), pki.trust(), no_dns(), config).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start_with(sip_local(&pki, "a.example"), pki.trust(), no_dns(), config).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::ACCEPTED);
     // A request that came from upstream (it has a Via): forwarding marks our Via with its loop hash.
@@ -342,7 +307,7 @@ async fn forwarded_request_keeps_a_loop_mark_and_a_loop_is_refused() {
 #[tokio::test]
 async fn client_without_certificate_is_refused() {
     let pki = Pki::new("federation");
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     // TLS 1.3 lets the client finish its side before the server has checked its certificate, so the
     // refusal may only show on the first read.
     match raw_client(b.addr(), &LocalCertificates::new(), None).await {
@@ -356,8 +321,8 @@ async fn client_without_certificate_is_refused() {
 async fn client_with_untrusted_chain_is_refused_after_the_handshake() {
     let pki = Pki::new("federation");
     let rogue = Pki::new("rogue");
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
-    let local = rogue.local("a.example");
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
+    let local = sip_local(&rogue, "a.example");
     let mut stream = raw_client(b.addr(), &local, Some("a.example"))
         .await
         .expect("the handshake itself succeeds");
@@ -368,8 +333,8 @@ async fn client_with_untrusted_chain_is_refused_after_the_handshake() {
 #[tokio::test]
 async fn certificate_of_another_domain_is_accepted_with_its_real_identities() {
     let pki = Pki::new("federation");
-    let c = Node::start(pki.local("c.example"), pki.trust()).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let c = Node::start(sip_local(&pki, "c.example"), pki.trust()).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("c.example"));
     let server = answer_next(b, StatusCode::FORBIDDEN);
     // Claims a.example in From, but can only prove c.example.
@@ -387,8 +352,8 @@ async fn certificate_of_another_domain_is_accepted_with_its_real_identities() {
 #[tokio::test]
 async fn server_certificate_must_name_the_identity() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("other.example", Some("a.example"));
     let request = message(
         "alice@a.example",
@@ -406,7 +371,7 @@ async fn server_certificate_must_name_the_identity() {
 
     // An untrusted server is refused the same way.
     let rogue = Pki::new("rogue");
-    let mut r = Node::start(rogue.local("b.example"), pki.trust()).await;
+    let mut r = Node::start(sip_local(&rogue, "b.example"), pki.trust()).await;
     let request = message("alice@a.example", "bob@b.example", "rogue@a.example", "hi");
     let outcome = a
         .service
@@ -429,8 +394,8 @@ async fn unanswered_request_times_out_after_timer_f() {
         },
         ..SipConfig::default()
     };
-    let a = Node::start_with(pki.local("a.example"), pki.trust(), no_dns(), config).await;
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start_with(sip_local(&pki, "a.example"), pki.trust(), no_dns(), config).await;
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     // B's application takes the request and sits on it.
     let holder = tokio::spawn(async move {
@@ -452,8 +417,8 @@ async fn unanswered_request_times_out_after_timer_f() {
 #[tokio::test]
 async fn dropped_responder_answers_500() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let dropper = tokio::spawn(async move {
         drop(b.next_request().await);
@@ -468,8 +433,8 @@ async fn dropped_responder_answers_500() {
 #[tokio::test]
 async fn retransmission_is_absorbed_and_answered_again() {
     let pki = Pki::new("federation");
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
-    let local = pki.local("a.example");
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
+    let local = sip_local(&pki, "a.example");
     let mut stream = raw_client(b.addr(), &local, Some("a.example"))
         .await
         .unwrap();
@@ -496,8 +461,8 @@ async fn retransmission_is_absorbed_and_answered_again() {
 #[tokio::test]
 async fn crlf_ping_gets_a_pong() {
     let pki = Pki::new("federation");
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
-    let local = pki.local("a.example");
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
+    let local = sip_local(&pki, "a.example");
     let mut stream = raw_client(b.addr(), &local, Some("a.example"))
         .await
         .unwrap();
@@ -515,8 +480,8 @@ async fn crlf_ping_gets_a_pong() {
 #[tokio::test]
 async fn unparsable_requests_are_answered() {
     let pki = Pki::new("federation");
-    let mut b = Node::start(pki.local("b.example"), pki.trust()).await;
-    let local = pki.local("a.example");
+    let mut b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
+    let local = sip_local(&pki, "a.example");
     let mut stream = raw_client(b.addr(), &local, Some("a.example"))
         .await
         .unwrap();
@@ -563,8 +528,8 @@ async fn unparsable_requests_are_answered() {
 #[tokio::test]
 async fn one_connection_carries_several_requests() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::OK);
     let first = message(
@@ -597,12 +562,12 @@ async fn one_connection_carries_several_requests() {
 #[tokio::test]
 async fn lost_pooled_connection_is_replaced() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
     let config = SipConfig {
         idle_timeout: Duration::from_millis(200),
         ..SipConfig::default()
     };
-    let b = Node::start_with(pki.local("b.example"), pki.trust(), no_dns(), config).await;
+    let b = Node::start_with(sip_local(&pki, "b.example"), pki.trust(), no_dns(), config).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::OK);
     let first = message(
@@ -636,12 +601,12 @@ async fn lost_pooled_connection_is_replaced() {
 #[tokio::test]
 async fn peer_may_send_requests_on_the_connection_we_opened() {
     let pki = Pki::new("federation");
-    let mut a = Node::start(pki.local("a.example"), pki.trust()).await;
+    let mut a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
     // A raw server for b.example that answers A's request, then sends its own on the same connection.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server_config = server_config(
-        Arc::new(pki.local("b.example")),
+        Arc::new(sip_local(&pki, "b.example")),
         None,
         ClientAuth::Required,
         &[],
@@ -700,7 +665,7 @@ async fn peer_may_send_requests_on_the_connection_we_opened() {
 #[tokio::test]
 async fn discovered_server_is_used_and_missing_domain_is_not_found() {
     let pki = Pki::new("federation");
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let dns = TestDns::start(vec![
         srv(
             "_sips._tcp.b.example.",
@@ -713,7 +678,7 @@ async fn discovered_server_is_used_and_missing_domain_is_not_found() {
     ])
     .await;
     let a = Node::start_with(
-        pki.local("a.example"),
+        sip_local(&pki, "a.example"),
         pki.trust(),
         SipDiscovery::new(&dns.config()).unwrap(),
         SipConfig::default(),
@@ -753,8 +718,8 @@ async fn discovered_server_is_used_and_missing_domain_is_not_found() {
 #[tokio::test]
 async fn shutdown_closes_listeners_and_connections() {
     let pki = Pki::new("federation");
-    let a = Node::start(pki.local("a.example"), pki.trust()).await;
-    let b = Node::start(pki.local("b.example"), pki.trust()).await;
+    let a = Node::start(sip_local(&pki, "a.example"), pki.trust()).await;
+    let b = Node::start(sip_local(&pki, "b.example"), pki.trust()).await;
     let hop = b.hop("b.example", Some("a.example"));
     let server = answer_next(b, StatusCode::OK);
     let request = message("alice@a.example", "bob@b.example", "before@a.example", "hi");

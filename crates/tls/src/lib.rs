@@ -17,6 +17,8 @@
 //! One crypto provider, aws-lc-rs ([`crypto_provider`]), is passed explicitly to every builder rather than
 //! installed as the process-wide default.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod verifier;

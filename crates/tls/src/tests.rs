@@ -1,78 +1,21 @@
 #![allow(clippy::unwrap_used)]
 
-use std::io;
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::UnixTime;
 use sixgate_core::Domain;
-use sixgate_pki::{CertificateProblem, IdentityRules, TrustStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+use sixgate_pki::{CertificateProblem, IdentityRules};
 
 use super::{
     CertificateLoadError, ClientAuth, LocalCertificates, client_config, crypto_provider,
     server_config,
 };
+use crate::testing::{TestPki as Pki, handshake, pkcs8};
 
 use ExtendedKeyUsagePurpose::{ClientAuth as ClientAuthUsage, ServerAuth};
-
-struct Pki {
-    issuer: Issuer<'static, KeyPair>,
-    certificate: CertificateDer<'static>,
-    certificate_pem: String,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.self_signed(&key).unwrap();
-        Self {
-            issuer: Issuer::new(params, key),
-            certificate: certificate.der().clone(),
-            certificate_pem: certificate.pem(),
-        }
-    }
-
-    fn trust(&self) -> TrustStore {
-        TrustStore::from_der_certs([self.certificate.clone()]).unwrap()
-    }
-
-    /// A leaf for `domain` and its key.
-    fn leaf(
-        &self,
-        domain: &str,
-        usages: &[ExtendedKeyUsagePurpose],
-    ) -> (rcgen::Certificate, KeyPair) {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![SanType::DnsName(domain.try_into().unwrap())];
-        params.extended_key_usages = usages.to_vec();
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        (certificate, key)
-    }
-
-    fn certified(&self, domain: &str, usages: &[ExtendedKeyUsagePurpose]) -> Arc<CertifiedKey> {
-        let (certificate, key) = self.leaf(domain, usages);
-        LocalCertificates::from_der(vec![certificate.der().clone()], pkcs8(&key)).unwrap()
-    }
-}
-
-fn pkcs8(key: &KeyPair) -> PrivateKeyDer<'static> {
-    PrivateKeyDer::Pkcs8(key.serialize_der().into())
-}
 
 fn domain(text: &str) -> Domain {
     Domain::parse(text).unwrap()
@@ -97,48 +40,6 @@ fn server(
 /// A client presenting its certificate for `name`, if `local` has one.
 fn client(local: &LocalCertificates, name: Option<&str>) -> Arc<ClientConfig> {
     Arc::new(client_config(local, name.map(domain).as_ref(), &[]).unwrap())
-}
-
-struct Outcome {
-    server: io::Result<server::TlsStream<DuplexStream>>,
-    client: io::Result<client::TlsStream<DuplexStream>>,
-}
-
-impl Outcome {
-    fn server(&self) -> &rustls::ServerConnection {
-        self.server.as_ref().unwrap().get_ref().1
-    }
-
-    fn client(&self) -> &rustls::ClientConnection {
-        self.client.as_ref().unwrap().get_ref().1
-    }
-
-    /// The end-entity certificate the server presented, as the client saw it.
-    fn server_certificate(&self) -> CertificateDer<'static> {
-        self.client().peer_certificates().unwrap()[0]
-            .clone()
-            .into_owned()
-    }
-}
-
-/// Runs both handshakes over an in-memory pipe, then one byte each way so that TLS 1.3 failures that only
-/// surface after the client's handshake (client certificate refused) are seen by both sides.
-async fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, name: &str) -> Outcome {
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let name = ServerName::try_from(name.to_owned()).unwrap();
-    let accept = async {
-        let mut stream = TlsAcceptor::from(server).accept(server_io).await?;
-        stream.write_all(b"s").await?;
-        stream.flush().await?;
-        Ok(stream)
-    };
-    let connect = async {
-        let mut stream = TlsConnector::from(client).connect(name, client_io).await?;
-        stream.read_exact(&mut [0]).await?;
-        Ok(stream)
-    };
-    let (server, client) = tokio::join!(accept, connect);
-    Outcome { server, client }
 }
 
 #[tokio::test]
@@ -380,7 +281,7 @@ fn load_pem_reads_chain_and_key_for_each_domain() {
     let cert_path = directory.join("cert.pem");
     let key_path = directory.join("key.pem");
     let empty_path = directory.join("empty.pem");
-    std::fs::write(&cert_path, certificate.pem() + &pki.certificate_pem).unwrap();
+    std::fs::write(&cert_path, certificate.pem() + pki.certificate_pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     std::fs::write(&empty_path, "").unwrap();
 
@@ -390,7 +291,7 @@ fn load_pem_reads_chain_and_key_for_each_domain() {
     let certified = local.get(&domains[0]).unwrap();
     assert_eq!(
         certified.cert,
-        [certificate.der().clone(), pki.certificate.clone()]
+        [certificate.der().clone(), pki.certificate().clone()]
     );
     assert!(Arc::ptr_eq(certified, local.get(&domains[1]).unwrap()));
     // Uncovered domains are only warned about, by every set of rules asked for.

@@ -8,13 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use sixgate_core::Domain;
+use sixgate_tls::testing::TestPki as Pki;
 use sixgate_xmpp::discovery::{Discovery, DnsConfig};
-use sixgate_xmpp::tls::{LocalCertificates, TlsContext};
+use sixgate_xmpp::tls::TlsContext;
 use sixgate_xmpp::{S2sConfig, S2sService};
 use sixgate_xmpp_proto::certificate::TrustStore;
 use sixgate_xmpp_proto::dialback::DialbackSecret;
@@ -54,40 +52,6 @@ impl DomainPolicy for Policy {
     }
 }
 
-struct Pki {
-    ca: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "federation test CA");
-        let ca = params.self_signed(&key).unwrap().der().clone();
-        Self {
-            ca,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn leaf(&self, domain: &str) -> LocalCertificates {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![domain.to_owned()]).unwrap();
-        // serverAuth only, as public CAs issue them since 2026: must still work as a client certificate.
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let certified = LocalCertificates::from_der(vec![cert.der().clone()], private).unwrap();
-        let mut local = LocalCertificates::new();
-        local.insert(Domain::parse(domain).unwrap(), certified);
-        local
-    }
-}
-
 struct Side {
     service: S2sService,
     inbox: mpsc::Receiver<Element>,
@@ -102,7 +66,7 @@ async fn start(
     trusted: bool,
 ) -> Side {
     let trust = if trusted {
-        TrustStore::from_der_certs([pki.ca.clone()]).unwrap()
+        pki.trust()
     } else {
         TrustStore::empty()
     };
@@ -123,7 +87,13 @@ async fn start(
     });
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let tls = TlsContext::new(pki.leaf(local), trust).unwrap();
+    // serverAuth only, as public CAs issue them since 2026: must still work as a client certificate.
+    let leaf = pki.local_with(
+        local,
+        vec![SanType::DnsName(local.try_into().unwrap())],
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let tls = TlsContext::new(leaf, trust).unwrap();
     let discovery = Discovery::new(&DnsConfig {
         nameservers: vec!["127.0.0.1:9".parse().unwrap()],
         timeout: Duration::from_millis(200),
@@ -148,7 +118,7 @@ async fn start(
 }
 
 async fn pair(trusted: bool) -> (Side, Side) {
-    let pki = Pki::new();
+    let pki = Pki::new("federation");
     // Reserve two ports, then hand them to the services.
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
