@@ -25,9 +25,9 @@ use sixgate_route::{LocalDelivery, Route, SharedRouteTable, SipHop};
 use sixgate_sip::dialog::{
     self, Dialog, DialogId, SubscribeAnswer, notify_matches_subscribe, notify_state,
 };
-use sixgate_sip::message::{CallId, HeaderName, Method, NameAddr, StatusCode, Token, Uri};
+use sixgate_sip::message::{CallId, HeaderName, Method, NameAddr, StatusCode, Uri};
 use sixgate_sip::{Request, Response};
-use sixgate_sip_net::{NextHop, Responder, SendError, SipService, Target};
+use sixgate_sip_net::{NextHop, Responder, SendError, SipService};
 use sixgate_xmpp::S2sService;
 use sixgate_xmpp_proto::xml::Element;
 use tokio::sync::Notify;
@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 use crate::presence_wire::{
     ContactPresence, PIDF, action_stanza, build_notify, contact_presence, table_state,
 };
+use crate::sip_side::{edge_hop, random_token, uri_domain};
 
 type Pair = (Jid, Jid);
 
@@ -775,17 +776,6 @@ fn forget_subscriber(dialogs: &mut Dialogs, pair: &Pair, fetch: bool) {
     }
 }
 
-fn edge_hop(edge: &SipHop, local: &Domain) -> NextHop {
-    NextHop {
-        target: Target::Static {
-            host: edge.host.clone(),
-            port: edge.port,
-        },
-        identity: edge.identity.clone(),
-        local: Some(local.clone()),
-    }
-}
-
 fn jid_of(uri: &Uri) -> Option<Jid> {
     sip_to_jid(&SipUri::parse(uri.as_str()).ok()?).ok()
 }
@@ -794,22 +784,12 @@ fn sip_uri_of(jid: &Jid) -> Option<Uri> {
     Uri::parse(&jid_to_sip(&jid.to_bare()).ok()?.to_string()).ok()
 }
 
-fn uri_domain(uri: &Uri) -> Option<Domain> {
-    Domain::parse(&uri.host_port()?.host.to_string()).ok()
-}
-
-fn random_token(prefix: &str) -> Token {
-    let mut bytes = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    Token::from_u64(prefix, u64::from_le_bytes(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use sixgate_presence::subscription::{NotifyBody, TerminationReason};
     use sixgate_presence::{Presence, ResourcePresence, Show, Status};
     use sixgate_sip::dialog::notify_state;
-    use sixgate_sip::message::SubState;
+    use sixgate_sip::message::{SubState, Token};
     use sixgate_xmpp_proto::xml::ns;
 
     use crate::presence_wire::presence_stanza;

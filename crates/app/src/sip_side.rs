@@ -179,12 +179,7 @@ impl SipSide {
                 self.forward(request, &next).await
             }
             (Route::Local(LocalDelivery::Sip(edge)), _) => {
-                let next = NextHop {
-                    target: static_target(&edge),
-                    identity: edge.identity,
-                    local: Some(target),
-                };
-                self.forward(request, &next).await
+                self.forward(request, &edge_hop(&edge, &target)).await
             }
             (Route::Local(LocalDelivery::Echo), _) => {
                 reply(&request, 404, "No SIP users in this domain")
@@ -338,12 +333,11 @@ impl SipSide {
                 return;
             }
         };
-        let next = NextHop {
-            target: static_target(&edge),
-            identity: edge.identity,
-            local: Some(local),
-        };
-        let (condition, text) = match self.sip.send_request(&next, *request).await {
+        let (condition, text) = match self
+            .sip
+            .send_request(&edge_hop(&edge, &local), *request)
+            .await
+        {
             Ok(response) if response.status.is_success() => return,
             Ok(response) => (sip_to_xmpp(response.status.as_u16()), response.reason),
             Err(SendError::Timeout) => (
@@ -426,13 +420,22 @@ fn static_target(hop: &SipHop) -> Target {
     }
 }
 
-fn uri_domain(uri: &sixgate_sip::message::Uri) -> Option<Domain> {
-    let host = uri.host_port()?.host.to_string();
-    Domain::parse(&host).ok()
+/// The next hop towards the edge proxy of our domain `local`, presenting `local`'s certificate.
+pub(crate) fn edge_hop(edge: &SipHop, local: &Domain) -> NextHop {
+    NextHop {
+        target: static_target(edge),
+        identity: edge.identity.clone(),
+        local: Some(local.clone()),
+    }
+}
+
+/// The domain of a SIP URI's host, if it is a domain.
+pub(crate) fn uri_domain(uri: &sixgate_sip::message::Uri) -> Option<Domain> {
+    Domain::parse(&uri.host_port()?.host.to_string()).ok()
 }
 
 fn reply(request: &Request, code: u16, reason: &str) -> Response {
-    let status = StatusCode::new(code).unwrap_or(StatusCode::new(500).unwrap_or(StatusCode::OK));
+    let status = StatusCode::new(code).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
     response_for(request, status, reason, &random_token("g"))
 }
 
@@ -450,7 +453,7 @@ fn with_allow(mut response: Response) -> Response {
 }
 
 /// A random token for tags, ids and Call-IDs: unguessable, so tags cannot be forged into dialogs.
-fn random_token(prefix: &str) -> Token {
+pub(crate) fn random_token(prefix: &str) -> Token {
     let mut bytes = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     Token::from_u64(prefix, u64::from_le_bytes(bytes))
